@@ -1,0 +1,56 @@
+# Byline: `make run` sets everything up and serves the default corpus; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+SHARED := ../shared
+INDEX ?= data/index
+# The default corpus: the seed article where ../shared exists, else the project's own samples.
+DEFAULT_CORPUS := $(if $(wildcard $(SHARED)/corpus/seed),$(SHARED)/corpus/seed samples,samples)
+NEWS := $(SHARED)/corpus/news-2023q4.jsonl
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install run ingest ingest-news serve test test-fast lint browser eval clean
+
+install: $(VENV)/.installed
+
+# PyTorch first, pinned to the local CPU build; constraints.txt keeps every later install from moving it.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+ingest: install
+	$(VENV)/bin/byline ingest $(DEFAULT_CORPUS) --index $(INDEX)
+
+ingest-news: install
+	$(VENV)/bin/byline ingest $(NEWS) $(DEFAULT_CORPUS) --index $(INDEX)
+
+serve: install
+	$(VENV)/bin/byline serve --index $(INDEX)
+
+run: ingest serve
+
+# Debian's Chromium for the page's end-to-end test (the test tool never downloads a browser of its own).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium could not be installed: the browser test will be skipped"
+
+test: install browser
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not browser"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+eval: install
+	$(VENV)/bin/byline eval eval/questions/seed.jsonl --index $(INDEX) --out reports/seed
+	$(VENV)/bin/byline eval $(SHARED)/eval/realtimeqa-dev.jsonl --index $(INDEX) --out reports/realtimeqa
+
+clean:
+	rm -rf data reports

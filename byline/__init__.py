@@ -1,0 +1,1 @@
+"""Byline's command line: the composition root that wires ingest, service and eval together."""

@@ -1,0 +1,5 @@
+import sys
+
+from byline.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""The BM25 index (bm25s with the Snowball English stemmer), built at ingest and loaded by the service.
+
+bm25s numbers documents 0..N-1; ``chunk_ids.npy`` maps those positions to chunk ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import Stemmer
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+_STEMMER = Stemmer.Stemmer("english")
+CHUNK_IDS = "chunk_ids.npy"
+
+
+def tokenize(texts: list[str]) -> bm25s.tokenization.Tokenized:
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_STEMMER, show_progress=False)
+
+
+def query_tokens(text: str) -> list[str]:
+    tokens = bm25s.tokenize([text], stopwords="en", stemmer=_STEMMER, return_ids=False, show_progress=False)
+    return tokens[0]
+
+
+def build(texts: list[str]) -> bm25s.BM25:
+    retriever = bm25s.BM25()
+    retriever.index(tokenize(texts), show_progress=False)
+    return retriever
+
+
+def save(retriever: bm25s.BM25, chunk_ids: np.ndarray, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    retriever.save(str(directory), show_progress=False)
+    np.save(directory / CHUNK_IDS, chunk_ids.astype(np.int64))
+
+
+class BM25Index:
+    def __init__(self, directory: Path) -> None:
+        self.retriever = bm25s.BM25.load(str(directory), load_corpus=False, show_progress=False)
+        self.chunk_ids: np.ndarray = np.load(directory / CHUNK_IDS)
+        self.vocab: dict[str, int] = self.retriever.vocab_dict
+        self.size = len(self.chunk_ids)
+
+    def search(self, text: str, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` (chunk ids, scores) for a query; ``mask`` (bool per position) restricts documents."""
+        tokens = [t for t in query_tokens(text) if t in self.vocab]
+        if not tokens or self.size == 0 or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores = self.retriever.get_scores(tokens)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        k = min(k, self.size)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        top = top[scores[top] > 0]
+        return self.chunk_ids[top], scores[top].astype(np.float32)

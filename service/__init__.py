@@ -1,0 +1,1 @@
+"""The answer engine (retrieval -> answer composition -> conversations) and its HTTP service."""

@@ -1,0 +1,195 @@
+"""The answer engine as a library call: question -> retrieval -> cited answer (or abstention).
+
+The engine holds one loaded index version at a time and swaps in a newly published one atomically
+(``reload_if_changed``); a request takes one reference to the version it uses, so no answer mixes two.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+from index.encoder import Encoder, get_encoder
+from index.manifest import EmbeddingInfo, IndexError_
+from index.publish import current_version
+from index.reader import LoadedIndex, load_index
+from index.settings import Settings, get_settings
+from service import query as query_parsing
+from service.answer import SentenceEmbeddingCache, compose, validate_markers
+from service.retrieval import Candidate, RetrievalFilters, Retriever
+from service.schemas import Answer, AskRequest, Filters, Passage, SearchResponse, Timings
+
+log = logging.getLogger("byline.engine")
+
+
+class Engine:
+    def __init__(
+        self, settings: Settings | None = None, index_root: Path | None = None, encoder: Encoder | None = None
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.root = Path(index_root or self.settings.index_dir)
+        self.encoder = encoder or get_encoder()
+        self.retriever = Retriever(self.settings)
+        self.sentence_cache = SentenceEmbeddingCache()
+        self._lock = threading.Lock()
+        self._index = self._load(verify=True)
+        self.last_reload_error: str | None = None
+
+    # --- index versions ---
+    def _load(self, verify: bool) -> LoadedIndex:
+        index = load_index(self.root, verify=verify)
+        errors = index.manifest.compatibility_errors(EmbeddingInfo(**self.encoder.info.__dict__), None)
+        if errors:
+            index.close()
+            raise IndexError_(f"the index at {self.root} cannot be used by this code: {'; '.join(errors)}")
+        return index
+
+    @property
+    def index(self) -> LoadedIndex:
+        return self._index
+
+    def reload_if_changed(self) -> bool:
+        """Load a newly published version, if any; on any error keep serving the current one."""
+        try:
+            published = current_version(self.root)
+        except OSError as exc:
+            self.last_reload_error = str(exc)
+            return False
+        if published is None or published == self._index.version:
+            return False
+        try:
+            fresh = self._load(verify=True)
+        except (IndexError_, OSError, RuntimeError) as exc:
+            if self.last_reload_error != str(exc):
+                log.error("keeping index version %s: %s", self._index.version, exc)
+            self.last_reload_error = str(exc)
+            return False
+        with self._lock:
+            self._index = fresh  # the old version stays alive for requests that still hold it
+        self.last_reload_error = None
+        log.info("loaded index version %s", fresh.version)
+        return True
+
+    # --- the library interface ---
+    def _filters(self, question: str, given: Filters, as_of: date, index: LoadedIndex) -> tuple[Filters, bool]:
+        """Explicit filters, completed with what the question says about publication and time."""
+        inferred = given.model_copy()
+        recency = False
+        if not given.sources:
+            known = sorted({a.source for a in index.articles.values() if a.source})
+            named = query_parsing.parse_sources(question, known)
+            if named:
+                inferred.sources = named
+        if not (given.date_from or given.date_to):
+            span = query_parsing.parse_time(question, as_of)
+            if span is not None and span.recency:
+                recency = True
+            elif span is not None:
+                inferred.date_from, inferred.date_to = span.start, span.end
+        return inferred, recency
+
+    def _retrieve(
+        self,
+        index: LoadedIndex,
+        question: str,
+        k: int,
+        filters: Filters,
+        as_of: date,
+        prefer_articles: list[str] | None,
+    ) -> tuple[list[Candidate], Filters, object]:
+        query_vector = self.encoder.embed_query(question)
+        applied, recency = self._filters(question, filters, as_of, index)
+        candidates = self.retriever.retrieve(
+            index, question, query_vector, k, _retrieval_filters(applied), as_of, prefer_articles, recency
+        )
+        if not candidates and applied != filters:
+            # What we read into the question excluded everything: fall back to the explicit filters only.
+            applied = filters
+            candidates = self.retriever.retrieve(
+                index, question, query_vector, k, _retrieval_filters(applied), as_of, prefer_articles, recency
+            )
+        return candidates, applied, query_vector
+
+    def ask(
+        self, request: AskRequest, standalone: str | None = None, prefer_articles: list[str] | None = None
+    ) -> Answer:
+        started = time.perf_counter()
+        index = self._index  # one version for the whole request
+        as_of = request.as_of or date.today()
+        question = (standalone or request.question).strip()
+        candidates, applied, query_vector = self._retrieve(
+            index, question, request.k, request.filters, as_of, prefer_articles
+        )
+        retrieved = time.perf_counter()
+        composed = compose(question, query_vector, candidates, index, self.encoder, self.settings, self.sentence_cache)
+        text = validate_markers(composed.text, len(composed.sources))
+        done = time.perf_counter()
+        return Answer(
+            question=request.question,
+            standalone_question=question,
+            answer=text,
+            sentences=composed.sentences,
+            sources=composed.sources,
+            related=composed.related,
+            passages=_passages(index, candidates),
+            abstained=composed.abstained,
+            as_of=as_of,
+            filters=applied,
+            index_version=index.version,
+            timings=Timings(
+                retrieval_ms=round((retrieved - started) * 1000, 2),
+                answer_ms=round((done - retrieved) * 1000, 2),
+                total_ms=round((done - started) * 1000, 2),
+            ),
+        )
+
+    def search(
+        self, query: str, k: int = 10, filters: Filters | None = None, as_of: date | None = None
+    ) -> SearchResponse:
+        started = time.perf_counter()
+        index = self._index
+        as_of = as_of or date.today()
+        candidates, applied, _ = self._retrieve(index, query, k, filters or Filters(), as_of, None)
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        return SearchResponse(
+            query=query,
+            as_of=as_of,
+            filters=applied,
+            passages=_passages(index, candidates),
+            index_version=index.version,
+            timings=Timings(retrieval_ms=elapsed, total_ms=elapsed),
+        )
+
+
+def _retrieval_filters(filters: Filters) -> RetrievalFilters:
+    return RetrievalFilters(
+        sources=filters.sources, authors=filters.authors, date_from=filters.date_from, date_to=filters.date_to
+    )
+
+
+def _passages(index: LoadedIndex, candidates: list[Candidate]) -> list[Passage]:
+    out = []
+    for rank, cand in enumerate(candidates, start=1):
+        chunk = index.chunks[cand.chunk_id]
+        article = index.articles[chunk.article_id]
+        out.append(
+            Passage(
+                rank=rank,
+                chunk_id=chunk.id,
+                article_id=article.id,
+                title=article.title,
+                url=article.url,
+                source=article.source,
+                published=article.published,
+                text=chunk.text,
+                start=chunk.start,
+                end=chunk.end,
+                score=round(cand.score, 6),
+                dense_score=cand.dense_score,
+                bm25_score=cand.bm25_score,
+            )
+        )
+    return out

@@ -1,0 +1,129 @@
+"""Pydantic models for everything that crosses the API (and the engine's library interface)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_QUESTION_CHARS = 2000
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[str] | None = Field(default=None, description="Publications, e.g. ['cnn.com'].", max_length=20)
+    authors: list[str] | None = Field(default=None, description="Author names (substring match).", max_length=20)
+    date_from: date | None = Field(default=None, description="Published on or after this date.")
+    date_to: date | None = Field(default=None, description="Published on or before this date.")
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    k: int = Field(default=10, ge=1, le=50, description="Passages retrieved behind the answer.")
+    filters: Filters = Field(default_factory=Filters)
+    as_of: date | None = Field(default=None, description="The moment the question is asked (default: today).")
+    stream: bool = Field(default=False, description="Stream the answer as server-sent events.")
+
+
+class ChatRequest(AskRequest):
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="The user's message.")
+    conversation_id: str | None = Field(default=None, max_length=64, description="Omit to start a conversation.")
+
+
+class Quote(BaseModel):
+    text: str = Field(description="A sentence used in the answer, exactly as in the article.")
+    start: int = Field(description="Character offset in the article's cleaned text.")
+    end: int
+
+
+class Source(BaseModel):
+    """A numbered source: the answer's ``[n]`` markers index this list (1-based)."""
+
+    n: int
+    article_id: str
+    chunk_id: int
+    title: str
+    url: str | None = None
+    source: str | None = None
+    published: date | None = None
+    quotes: list[Quote] = Field(description="The sentence(s) quoted from this article, with their spans.")
+    passage: str = Field(description="The passage around the quotes, for display.")
+    passage_start: int
+    passage_end: int
+
+
+class AnswerSentence(BaseModel):
+    text: str
+    citations: list[int] = Field(description="Source numbers (1-based) supporting this sentence.")
+
+
+class Related(BaseModel):
+    article_id: str
+    title: str
+    url: str | None = None
+    source: str | None = None
+    published: date | None = None
+    score: float
+
+
+class Passage(BaseModel):
+    """A retrieved passage (chunk) with its ranking evidence."""
+
+    rank: int
+    chunk_id: int
+    article_id: str
+    title: str
+    url: str | None = None
+    source: str | None = None
+    published: date | None = None
+    text: str
+    start: int
+    end: int
+    score: float = Field(description="Final ranking score (higher is better).")
+    dense_score: float | None = None
+    bm25_score: float | None = None
+
+
+class Timings(BaseModel):
+    retrieval_ms: float = 0.0
+    answer_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class Answer(BaseModel):
+    question: str
+    standalone_question: str = Field(description="The self-contained question actually searched.")
+    answer: str = Field(description="Answer text with inline [n] markers, or the abstention message.")
+    sentences: list[AnswerSentence] = Field(default_factory=list)
+    sources: list[Source] = Field(default_factory=list)
+    related: list[Related] = Field(default_factory=list, description="Closest articles when abstaining.")
+    passages: list[Passage] = Field(default_factory=list, description="The top-k passages behind the answer.")
+    abstained: bool = False
+    mode: Literal["extractive", "generated"] = "extractive"
+    fallback_reason: str | None = Field(default=None, description="Why a language-model answer was not used.")
+    as_of: date
+    filters: Filters = Field(default_factory=Filters, description="Filters applied (given and inferred).")
+    index_version: str
+    timings: Timings = Field(default_factory=Timings)
+
+
+class ChatAnswer(Answer):
+    conversation_id: str
+    turn: int
+
+
+class SearchResponse(BaseModel):
+    query: str
+    as_of: date
+    filters: Filters
+    passages: list[Passage]
+    index_version: str
+    timings: Timings
+
+
+class ErrorResponse(BaseModel):
+    detail: str

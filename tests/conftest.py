@@ -1,0 +1,60 @@
+"""Shared fixtures: real encoder, real indexes built by the real ingest job (once per session)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SEED_DIR = SHARED / "corpus" / "seed"
+SEED_FILE = SEED_DIR / "armenia-and-russia-its-complicated.txt"
+NEWS = SHARED / "corpus" / "news-2023q4.jsonl"
+REALTIMEQA = SHARED / "eval" / "realtimeqa-dev.jsonl"
+SAMPLES = ROOT / "samples"
+SEED_QUESTION = "Why does Pashinyan say Russia failed Armenia?"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    from index.encoder import get_encoder
+
+    return get_encoder()
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from index.settings import get_settings
+
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def sample_index(tmp_path_factory: pytest.TempPathFactory, encoder) -> Path:
+    """An index of the project's own sample articles (always available)."""
+    from ingest.job import run_ingest
+
+    root = tmp_path_factory.mktemp("sample-index")
+    run_ingest([SAMPLES], index_root=root, encoder=encoder, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def seed_index(tmp_path_factory: pytest.TempPathFactory, encoder) -> Path:
+    """An index of the seed article plus the project's samples (skipped when ../shared is absent)."""
+    from ingest.job import run_ingest
+
+    need(SEED_FILE)
+    root = tmp_path_factory.mktemp("seed-index")
+    run_ingest([SEED_DIR, SAMPLES], index_root=root, encoder=encoder, progress=False)
+    return root
