@@ -45,6 +45,15 @@ class BM25Index:
         self.chunk_ids: np.ndarray = np.load(directory / CHUNK_IDS)
         self.vocab: dict[str, int] = self.retriever.vocab_dict
         self.size = len(self.chunk_ids)
+        indptr = np.asarray(self.retriever.scores["indptr"])
+        df = np.diff(indptr).astype(np.float64)  # documents containing each vocabulary token
+        self._idf = np.log(1.0 + (self.size - df + 0.5) / (df + 0.5))
+        self._max_idf = float(np.log(1.0 + (self.size + 0.5) / 0.5))
+
+    def idf(self, token: str) -> float:
+        """Inverse document frequency of a (stemmed) token; unseen tokens get the maximum."""
+        position = self.vocab.get(token)
+        return float(self._idf[position]) if position is not None and position < len(self._idf) else self._max_idf
 
     def search(self, text: str, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (chunk ids, scores) for a query; ``mask`` (bool per position) restricts documents."""

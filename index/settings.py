@@ -69,7 +69,12 @@ class Settings(BaseSettings):
     answer_lexical_weight: float = 0.3
     answer_rank_weight: float = 0.05
     answer_relative_cutoff: float = Field(default=0.8, gt=0, le=1, description="Keep sentences >= best x this.")
-    abstain_threshold: float = Field(default=0.45, description="Best sentence score below this -> abstain.")
+    abstain_threshold: float = Field(
+        default=0.5, description="Answer confidence below this -> abstain (calibrated with eval/calibrate.py)."
+    )
+    abstain_dense_weight: float = Field(
+        default=0.5, ge=0, le=1, description="Confidence = w * best sentence cosine + (1 - w) * evidence coverage."
+    )
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible server for generated answers.")
     llm_model: str = "default"
     llm_api_key: str = "none"

@@ -46,6 +46,8 @@ class Composed:
     related: list[Related]
     abstained: bool
     best_score: float
+    confidence: float = 0.0
+    coverage: float = 0.0
 
     @property
     def text(self) -> str:
@@ -130,8 +132,10 @@ def compose(
         )
     scored = sorted((sentences[i] for i in shortlist), key=lambda s: -s.score)
     best = scored[0]
-    if best.score < settings.abstain_threshold:
-        return Composed([], [], related_articles(index, candidates), True, best.score)
+    coverage = evidence_coverage(index, question, best.chunk_id)
+    confidence = settings.abstain_dense_weight * best.dense + (1 - settings.abstain_dense_weight) * coverage
+    if confidence < settings.abstain_threshold:
+        return Composed([], [], related_articles(index, candidates), True, best.score, confidence, coverage)
 
     chosen: list[ScoredSentence] = []
     chosen_words: list[set[str]] = []
@@ -159,7 +163,21 @@ def compose(
         else:
             _add_quote(index, sources[number[sentence.article_id] - 1], sentence)
         answer.append(AnswerSentence(text=sentence.text, citations=[number[sentence.article_id]]))
-    return Composed(answer, sources, [], False, best.score)
+    return Composed(answer, sources, [], False, best.score, confidence, coverage)
+
+
+def evidence_coverage(index: LoadedIndex, question: str, chunk_id: int) -> float:
+    """How much of the question the best passage speaks to: the idf-weighted share of the question's words
+    (stemmed, stopwords removed) that occur in the passage or its article's title. A passage that matches
+    the topic but misses the question's rare words ("GDP", "press conference") scores low."""
+    wanted = content_words(question)
+    if not wanted:
+        return 0.0
+    chunk = index.chunks[chunk_id]
+    present = content_words(f"{index.articles[chunk.article_id].title}\n{chunk.text}")
+    weights = {token: index.bm25.idf(token) for token in wanted}
+    total = sum(weights.values())
+    return sum(w for token, w in weights.items() if token in present) / total if total else 0.0
 
 
 def _source(index: LoadedIndex, n: int, sentence: ScoredSentence) -> Source:
