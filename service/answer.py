@@ -24,6 +24,7 @@ from service.schemas import AnswerSentence, Quote, Related, Source
 ABSTENTION = "The corpus does not say. None of the indexed articles answers this question"
 _MARKER = re.compile(r"\s*\[(\d+)\]")
 _WORD = re.compile(r"\w+")
+_FINISHED = re.compile(r"[.!?…][\"'”’)\]]*$")
 
 
 @dataclass
@@ -92,8 +93,8 @@ def candidate_sentences(index: LoadedIndex, candidates: list[Candidate], max_pas
                 continue
             seen.add((chunk.article_id, start))
             text = chunk.text[start - chunk.start : end - chunk.start]
-            if len(_WORD.findall(text)) < 4:
-                continue
+            if len(_WORD.findall(text)) < 4 or not _FINISHED.search(text):
+                continue  # fragments, headings and image titles are not answers
             out.append(ScoredSentence(chunk.article_id, chunk.id, start, end, text, rank))
     return out
 

@@ -1,0 +1,1 @@
+"""Evaluation: question files, metrics, and a runner that writes a report (``byline eval``)."""
