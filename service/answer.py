@@ -49,6 +49,7 @@ class Composed:
     best_score: float
     confidence: float = 0.0
     coverage: float = 0.0
+    best_dense: float = 0.0
 
     @property
     def text(self) -> str:
@@ -136,7 +137,7 @@ def compose(
     coverage = evidence_coverage(index, question, best.chunk_id)
     confidence = settings.abstain_dense_weight * best.dense + (1 - settings.abstain_dense_weight) * coverage
     if confidence < settings.abstain_threshold:
-        return Composed([], [], related_articles(index, candidates), True, best.score, confidence, coverage)
+        return Composed([], [], related_articles(index, candidates), True, best.score, confidence, coverage, best.dense)
 
     chosen: list[ScoredSentence] = []
     chosen_words: list[set[str]] = []
@@ -164,7 +165,7 @@ def compose(
         else:
             _add_quote(index, sources[number[sentence.article_id] - 1], sentence)
         answer.append(AnswerSentence(text=sentence.text, citations=[number[sentence.article_id]]))
-    return Composed(answer, sources, [], False, best.score, confidence, coverage)
+    return Composed(answer, sources, [], False, best.score, confidence, coverage, best.dense)
 
 
 def evidence_coverage(index: LoadedIndex, question: str, chunk_id: int) -> float:

@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 from index.encoder import Encoder, get_encoder
 from index.manifest import EmbeddingInfo, IndexError_
@@ -19,6 +20,7 @@ from index.reader import LoadedIndex, load_index
 from index.settings import Settings, get_settings
 from service import query as query_parsing
 from service.answer import SentenceEmbeddingCache, compose, validate_markers
+from service.generate import GenerationError, Generator
 from service.retrieval import Candidate, RetrievalFilters, Retriever
 from service.schemas import Answer, AskRequest, Filters, Passage, SearchResponse, Timings
 
@@ -34,6 +36,7 @@ class Engine:
         self.encoder = encoder or get_encoder()
         self.retriever = Retriever(self.settings)
         self.sentence_cache = SentenceEmbeddingCache()
+        self.generator = Generator(self.settings, self.encoder)  # used only when settings.llm_base_url is set
         self._lock = threading.Lock()
         self._index = self._load(verify=True)
         self.last_reload_error: str | None = None
@@ -126,16 +129,31 @@ class Engine:
         retrieved = time.perf_counter()
         composed = compose(question, query_vector, candidates, index, self.encoder, self.settings, self.sentence_cache)
         text = validate_markers(composed.text, len(composed.sources))
+        sentences = composed.sentences
+        mode: Literal["extractive", "generated"] = "extractive"
+        fallback_reason: str | None = None
+        if self.settings.llm_base_url:  # a language model rewrites the answer; on any failure keep the extractive one
+            try:
+                generated = self.generator.generate(question, composed)
+                text = validate_markers(generated.text, len(composed.sources))
+                sentences, mode = generated.sentences, "generated"
+            except GenerationError as exc:
+                fallback_reason = str(exc)
+                log.info("extractive answer kept: %s", exc)
         done = time.perf_counter()
         return Answer(
             question=request.question,
             standalone_question=question,
             answer=text,
-            sentences=composed.sentences,
+            sentences=sentences,
             sources=composed.sources,
             related=composed.related,
             passages=_passages(index, candidates),
             abstained=composed.abstained,
+            confidence=round(composed.confidence, 4),
+            signals={"best_sentence_cosine": round(composed.best_dense, 4), "coverage": round(composed.coverage, 4)},
+            mode=mode,
+            fallback_reason=fallback_reason,
             as_of=as_of,
             filters=applied,
             index_version=index.version,

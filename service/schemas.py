@@ -103,6 +103,10 @@ class Answer(BaseModel):
     related: list[Related] = Field(default_factory=list, description="Closest articles when abstaining.")
     passages: list[Passage] = Field(default_factory=list, description="The top-k passages behind the answer.")
     abstained: bool = False
+    confidence: float = Field(default=0.0, description="Strength of the best evidence; below the threshold -> abstain.")
+    signals: dict[str, float] = Field(
+        default_factory=dict, description="What the confidence is made of: best sentence cosine, evidence coverage."
+    )
     mode: Literal["extractive", "generated"] = "extractive"
     fallback_reason: str | None = Field(default=None, description="Why a language-model answer was not used.")
     as_of: date

@@ -1,0 +1,89 @@
+"""``/v1/ask`` (one-shot questions) and ``/v1/chat`` with ``/v1/conversations`` (follow-ups with memory)."""
+
+from __future__ import annotations
+
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from service.conversations import Conversation
+from service.deps import ChatDep, EngineDep, SettingsDep, StateDep, check_question
+from service.routes.v1 import v1_router
+from service.schemas import Answer, AskRequest, ChatAnswer, ChatRequest, ErrorResponse
+from service.sse import answer_events, event_stream
+
+SSE_DOC = (
+    'With `"stream": true` the answer comes as server-sent events (`text/event-stream`): `meta` '
+    '(conversation id, turn, standalone question, index version), `delta` (`{"text": ...}` pieces of the '
+    "answer, markers included), `sources` (numbered sources with quotes and spans, related articles, "
+    "abstention flag), then `done` (the complete answer JSON). A failure after the stream started comes "
+    "as an `error` event."
+)
+
+router = v1_router()
+
+
+@router.post(
+    "/ask",
+    response_model=Answer,
+    tags=["answers"],
+    summary="Answer one question with citations",
+    description="A cited answer from the articles, or an abstention with related articles. " + SSE_DOC,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def ask(body: AskRequest, engine: EngineDep, state: StateDep, settings: SettingsDep) -> Answer | Response:
+    check_question(body.question, settings)
+    answer = await run_in_threadpool(engine.ask, body)
+    state.metrics.observe_answer(answer)
+    if body.stream:
+        meta = {"standalone_question": answer.standalone_question, "index_version": answer.index_version}
+        return event_stream(answer_events(answer, meta))
+    return answer
+
+
+@router.post(
+    "/chat",
+    response_model=ChatAnswer,
+    tags=["conversations"],
+    summary="Ask within a conversation",
+    description="Omit `conversation_id` to start a conversation; send it back to follow up. A follow-up "
+    '("How did Moscow respond to him?") is resolved into a self-contained question from the earlier '
+    "turns; `standalone_question` shows what was searched. Unknown conversation ids are 404. " + SSE_DOC,
+    responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": ErrorResponse}},
+)
+async def chat(body: ChatRequest, service: ChatDep, state: StateDep, settings: SettingsDep) -> ChatAnswer | Response:
+    check_question(body.question, settings)
+    prepared = await run_in_threadpool(service.prepare, body)
+    answer = await run_in_threadpool(service.complete, prepared)
+    state.metrics.observe_answer(answer)
+    if body.stream:
+        meta = {
+            "conversation_id": answer.conversation_id,
+            "turn": answer.turn,
+            "standalone_question": answer.standalone_question,
+            "index_version": answer.index_version,
+        }
+        return event_stream(answer_events(answer, meta))
+    return answer
+
+
+@router.get(
+    "/conversations/{conversation_id}",
+    response_model=Conversation,
+    tags=["conversations"],
+    summary="A conversation's turns, with their answers and citations",
+    responses={404: {"model": ErrorResponse}},
+)
+async def get_conversation(conversation_id: str, service: ChatDep) -> Conversation:
+    return await run_in_threadpool(service.history, conversation_id)
+
+
+@router.delete(
+    "/conversations/{conversation_id}",
+    status_code=204,
+    tags=["conversations"],
+    summary="Delete a conversation",
+    responses={404: {"model": ErrorResponse}},
+)
+async def delete_conversation(conversation_id: str, service: ChatDep) -> Response:
+    await run_in_threadpool(service.delete, conversation_id)
+    return Response(status_code=204)
