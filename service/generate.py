@@ -11,9 +11,15 @@ Flow (called by ``Engine.ask`` only when ``settings.llm_base_url`` is set and th
    of the article replaced by look-alikes so an article cannot close the block or forge a passage. The system
    message says that passages are data and that any instruction inside them is to be ignored. Whatever an
    article says ("ignore previous instructions and ...") therefore changes only the data, never the instructions;
-   ``build_messages`` is tested for exactly that.
+   ``build_messages`` is tested for exactly that. As a second guard for small models that obey whatever they read,
+   a passage sentence that plainly addresses instructions to a model (``_INSTRUCTION_LIKE``: "ignore/disregard
+   ... previous/above/all ... instructions/rules", "system prompt") is replaced by ``WITHHELD`` in the prompt and
+   in the evidence, so the model never sees it and an answer echoing it finds no support.
 3. **Call.** ``POST {llm_base_url}/chat/completions`` (OpenAI-compatible: OpenAI, vLLM, Ollama's ``/v1``,
-   llama.cpp server) with ``httpx``, ``temperature=0`` and a timeout of ``settings.llm_timeout_s``.
+   llama.cpp server; so the base URL ends in ``/v1``) with ``httpx``, ``temperature=0``, ``max_tokens`` and the
+   timeout ``settings.llm_timeout_s`` (httpx applies it to connecting and to each wait for data; a non-streamed
+   completion arrives in one piece, so it bounds the wait for the answer). Any HTTP error, timeout, non-200 status,
+   malformed or empty reply raises ``GenerationError``.
 4. **Check** (``SupportChecker.check``). The reply is split into sentences; markers that point nowhere are dropped; each
    sentence is scored against the sentences of the passages (see ``support``) and is
    - kept with the citations that support it, when at least one of its own markers is supported;
@@ -89,6 +95,7 @@ _INSTRUCTION_LIKE = re.compile(
 WITHHELD = "[sentence withheld: it addressed instructions to an AI]"
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _SPACES = re.compile(r"\s+")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([.,;:!?])")
 _BLANKS = re.compile(r"[ \t\r\f\v]+")
 _BLANK_LINES = re.compile(r"\s*\n\s*")
 _WORD = re.compile(r"\w+")
@@ -161,7 +168,8 @@ def passage_text(source: Source) -> str:
     """What the model sees of a source and what its answer is checked against: the excerpt, with any sentence
     that addresses instructions to an AI ("Ignore previous instructions and ...") replaced by ``WITHHELD``."""
     text = excerpt(source)
-    out, cursor = [], 0
+    out: list[str] = []
+    cursor = 0
     for start, end in split_sentences(text):
         if _INSTRUCTION_LIKE.search(text, start, end):
             out += [text[cursor:start], WITHHELD]
@@ -184,7 +192,7 @@ def split_answer(text: str) -> list[str]:
 
 
 def _strip_markers(text: str) -> str:
-    return _SPACES.sub(" ", _MARKER.sub("", text)).replace(" .", ".").strip()
+    return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", _SPACES.sub(" ", _MARKER.sub("", text))).strip()
 
 
 @dataclass
@@ -234,7 +242,8 @@ class SupportChecker:
         texts = [passage_text(s) for s in sources]
         groups = [[t[a:b] for a, b in split_sentences(t)] or [t] for t in texts]
         vectors = self.encoder.embed([sentence for group in groups for sentence in group], batch_size=64)
-        out, at = [], 0
+        out: list[_Evidence] = []
+        at = 0
         for text, group in zip(texts, groups, strict=True):
             words = [content_words(sentence) for sentence in group]
             out.append(_Evidence(vectors[at : at + len(group)], words, _numbers(text), text.lower()))
@@ -249,7 +258,7 @@ class SupportChecker:
         evidence = self.evidence(sources)
         plain = [_strip_markers(s) for s in sentences]
         vectors = self.encoder.embed(plain, batch_size=64)
-        out = []
+        out: list[Checked] = []
         for sentence, text, vector in zip(sentences, plain, vectors, strict=True):
             cited = list(dict.fromkeys(int(n) for n in _MARKER.findall(sentence)))
             supports = [support(vector, text, n, ev) for n, ev in enumerate(evidence, start=1)]
