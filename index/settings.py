@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     # --- models ---
     embedding_backend: str = Field(
         default="onnx-int8",
-        description="torch | onnx | onnx-int8 (a local ONNX export of the packaged weights; see index/onnx_backend.py).",
+        description="torch | onnx | onnx-int8 (ONNX: a local export of the packaged weights, index/onnx_backend.py).",
     )
     embed_batch_size: int = Field(default=32, ge=1)
     encoder_threads: int = Field(default=0, ge=0, description="Encoder threads; 0 = one per core.")
@@ -56,9 +56,12 @@ class Settings(BaseSettings):
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
     dense_weight: float = Field(default=1.0, ge=0)
     bm25_weight: float = Field(default=1.0, ge=0)
-    max_passages_per_article: int = Field(default=2, ge=1)
+    max_passages_per_article: int = Field(default=4, ge=1, description="Cap per article in the final passages.")
     recency_weight: float = Field(default=0.5, ge=0, description="Boost for recent articles, in RRF units.")
     recency_half_life_days: float = Field(default=30.0, gt=0)
+    preference_bonus: float = Field(
+        default=0.3, ge=0, description="Boost for a publication or period the question names, in RRF units."
+    )
     conversation_bonus: float = Field(default=0.5, ge=0, description="Boost for articles cited earlier.")
     rerank_depth: int = Field(default=30, ge=1, description="Fused candidates the rerank stage reorders.")
     default_k: int = Field(default=10, ge=1, le=100)
@@ -73,10 +76,10 @@ class Settings(BaseSettings):
     answer_rank_weight: float = 0.05
     answer_relative_cutoff: float = Field(default=0.8, gt=0, le=1, description="Keep sentences >= best x this.")
     abstain_threshold: float = Field(
-        default=0.5, description="Answer confidence below this -> abstain (calibrated with eval/calibrate.py)."
+        default=0.59, description="Answer confidence below this -> abstain (calibrated with eval/calibrate.py)."
     )
     abstain_dense_weight: float = Field(
-        default=0.5, ge=0, le=1, description="Confidence = w * best sentence cosine + (1 - w) * evidence coverage."
+        default=0.8, ge=0, le=1, description="Confidence = w * best sentence cosine + (1 - w) * evidence coverage."
     )
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible server for generated answers.")
     llm_model: str = "default"

@@ -13,6 +13,8 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from index.encoder import Encoder, get_encoder
 from index.manifest import EmbeddingInfo, IndexError_
 from index.publish import current_version
@@ -21,7 +23,7 @@ from index.settings import Settings, get_settings
 from service import query as query_parsing
 from service.answer import SentenceEmbeddingCache, compose, validate_markers
 from service.generate import GenerationError, Generator
-from service.retrieval import Candidate, RetrievalFilters, Retriever
+from service.retrieval import Candidate, Preferences, RetrievalFilters, Retriever
 from service.schemas import Answer, AskRequest, Filters, Passage, SearchResponse, Timings
 
 log = logging.getLogger("byline.engine")
@@ -77,22 +79,25 @@ class Engine:
         return True
 
     # --- the library interface ---
-    def _filters(self, question: str, given: Filters, as_of: date, index: LoadedIndex) -> tuple[Filters, bool]:
-        """Explicit filters, completed with what the question says about publication and time."""
-        inferred = given.model_copy()
-        recency = False
+    def _preferences(
+        self, question: str, given: Filters, as_of: date, index: LoadedIndex, prefer_articles: list[str] | None
+    ) -> tuple[Preferences, Filters]:
+        """What the question says about publication and time, as ranking preferences (explicit filters win)."""
+        sources: list[str] = []
         if not given.sources:
             known = sorted({a.source for a in index.articles.values() if a.source})
-            named = query_parsing.parse_sources(question, known)
-            if named:
-                inferred.sources = named
-        if not (given.date_from or given.date_to):
-            span = query_parsing.parse_time(question, as_of)
-            if span is not None and span.recency:
-                recency = True
-            elif span is not None:
-                inferred.date_from, inferred.date_to = span.start, span.end
-        return inferred, recency
+            sources = query_parsing.parse_sources(question, known)
+        span = None if (given.date_from or given.date_to) else query_parsing.parse_time(question, as_of)
+        dated = span is not None and not span.recency
+        prefs = Preferences(
+            sources=frozenset(sources),
+            date_from=span.start if dated else None,
+            date_to=span.end if dated else None,
+            recency=span is not None and span.recency,
+            articles=frozenset(prefer_articles or []),
+        )
+        shown = Filters(sources=sources or None, date_from=prefs.date_from, date_to=prefs.date_to)
+        return prefs, shown
 
     def _retrieve(
         self,
@@ -102,19 +107,14 @@ class Engine:
         filters: Filters,
         as_of: date,
         prefer_articles: list[str] | None,
-    ) -> tuple[list[Candidate], Filters, object]:
+    ) -> tuple[list[Candidate], Filters, np.ndarray]:
         query_vector = self.encoder.embed_query(question)
-        applied, recency = self._filters(question, filters, as_of, index)
-        candidates = self.retriever.retrieve(
-            index, question, query_vector, k, _retrieval_filters(applied), as_of, prefer_articles, recency
+        prefs, shown = self._preferences(question, filters, as_of, index, prefer_articles)
+        hard = RetrievalFilters(
+            sources=filters.sources, authors=filters.authors, date_from=filters.date_from, date_to=filters.date_to
         )
-        if not candidates and applied != filters:
-            # What we read into the question excluded everything: fall back to the explicit filters only.
-            applied = filters
-            candidates = self.retriever.retrieve(
-                index, question, query_vector, k, _retrieval_filters(applied), as_of, prefer_articles, recency
-            )
-        return candidates, applied, query_vector
+        candidates = self.retriever.retrieve(index, question, query_vector, k, hard, as_of, prefs)
+        return candidates, shown, query_vector
 
     def ask(
         self, request: AskRequest, standalone: str | None = None, prefer_articles: list[str] | None = None
@@ -123,7 +123,7 @@ class Engine:
         index = self._index  # one version for the whole request
         as_of = request.as_of or date.today()
         question = (standalone or request.question).strip()
-        candidates, applied, query_vector = self._retrieve(
+        candidates, preferences, query_vector = self._retrieve(
             index, question, request.k, request.filters, as_of, prefer_articles
         )
         retrieved = time.perf_counter()
@@ -155,7 +155,8 @@ class Engine:
             mode=mode,
             fallback_reason=fallback_reason,
             as_of=as_of,
-            filters=applied,
+            filters=request.filters,
+            preferences=preferences,
             index_version=index.version,
             timings=Timings(
                 retrieval_ms=round((retrieved - started) * 1000, 2),
@@ -170,22 +171,18 @@ class Engine:
         started = time.perf_counter()
         index = self._index
         as_of = as_of or date.today()
-        candidates, applied, _ = self._retrieve(index, query, k, filters or Filters(), as_of, None)
+        filters = filters or Filters()
+        candidates, preferences, _ = self._retrieve(index, query, k, filters, as_of, None)
         elapsed = round((time.perf_counter() - started) * 1000, 2)
         return SearchResponse(
             query=query,
             as_of=as_of,
-            filters=applied,
+            filters=filters,
+            preferences=preferences,
             passages=_passages(index, candidates),
             index_version=index.version,
             timings=Timings(retrieval_ms=elapsed, total_ms=elapsed),
         )
-
-
-def _retrieval_filters(filters: Filters) -> RetrievalFilters:
-    return RetrievalFilters(
-        sources=filters.sources, authors=filters.authors, date_from=filters.date_from, date_to=filters.date_to
-    )
 
 
 def _passages(index: LoadedIndex, candidates: list[Candidate]) -> list[Passage]:

@@ -39,6 +39,17 @@ class RetrievalFilters:
     article_ids: list[str] | None = None
 
 
+@dataclass(frozen=True)
+class Preferences:
+    """What the question suggests (a publication, a period): a ranking bonus, never a filter."""
+
+    sources: frozenset[str] = frozenset()
+    date_from: date | None = None
+    date_to: date | None = None
+    recency: bool = False
+    articles: frozenset[str] = frozenset()  # articles cited earlier in the conversation
+
+
 class Reranker(Protocol):
     """Reorders fused candidates for a query; returns them best first."""
 
@@ -98,8 +109,7 @@ class Retriever:
         k: int,
         filters: RetrievalFilters,
         as_of: date | None,
-        prefer_articles: list[str] | None = None,
-        recency: bool = False,
+        preferences: Preferences | None = None,
     ) -> list[Candidate]:
         s = self.settings
         allowed = index.allowed_chunks(
@@ -113,19 +123,27 @@ class Retriever:
         dense = vectors.search(index.vectors, query_vector, s.dense_k, allowed, ef_search=s.hnsw_ef_search)
         lexical = index.bm25.search(query, s.bm25_k, index.bm25_mask(allowed))
         fused = fuse(dense, lexical, s.rrf_k, s.dense_weight, s.bm25_weight)
-        bonus = 1.0 / (s.rrf_k + 1)
-        preferred = set(prefer_articles or [])
+        prefs = preferences or Preferences()
+        bonus = 1.0 / (s.rrf_k + 1)  # one first place in one list
         for cand in fused.values():
             chunk = index.chunks[cand.chunk_id]
+            article = index.articles[chunk.article_id]
             cand.article_id = chunk.article_id
-            if chunk.article_id in preferred:
+            if chunk.article_id in prefs.articles:
                 cand.score += s.conversation_bonus * bonus
+            if prefs.sources and (article.source or "") in prefs.sources:
+                cand.score += s.preference_bonus * bonus
+            published = article.published
+            if published is not None and (prefs.date_from or prefs.date_to):
+                after = prefs.date_from is None or published >= prefs.date_from
+                before = prefs.date_to is None or published <= prefs.date_to
+                if after and before:
+                    cand.score += s.preference_bonus * bonus
             if as_of is not None and s.recency_weight > 0:
-                published = index.articles[chunk.article_id].published
-                if published is not None:
-                    age = max(0, (as_of - published).days)
-                    weight = s.recency_weight * (2.0 if recency else 1.0)
-                    cand.score += weight * bonus * 0.5 ** (age / s.recency_half_life_days)
+                # An undated article is treated as one half-life old: neither favoured nor buried.
+                age = max(0, (as_of - published).days) if published else s.recency_half_life_days
+                weight = s.recency_weight * (2.0 if prefs.recency else 1.0)
+                cand.score += weight * bonus * 0.5 ** (age / s.recency_half_life_days)
         ranked = sorted(fused.values(), key=lambda c: -c.score)
         if self.reranker is not None:
             ranked = self.reranker.rerank(query, ranked[: s.rerank_depth], index) + ranked[s.rerank_depth :]

@@ -110,7 +110,11 @@ class Answer(BaseModel):
     mode: Literal["extractive", "generated"] = "extractive"
     fallback_reason: str | None = Field(default=None, description="Why a language-model answer was not used.")
     as_of: date
-    filters: Filters = Field(default_factory=Filters, description="Filters applied (given and inferred).")
+    filters: Filters = Field(default_factory=Filters, description="Filters applied (hard: nothing else is used).")
+    preferences: Filters = Field(
+        default_factory=Filters,
+        description="Publications and dates read from the question: favoured in ranking, not enforced.",
+    )
     index_version: str
     timings: Timings = Field(default_factory=Timings)
 
@@ -124,6 +128,7 @@ class SearchResponse(BaseModel):
     query: str
     as_of: date
     filters: Filters
+    preferences: Filters = Field(default_factory=Filters)
     passages: list[Passage]
     index_version: str
     timings: Timings
