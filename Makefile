@@ -49,6 +49,7 @@ browser:
 	  || echo "chromium could not be installed: the browser test will be skipped"
 
 test: install browser $(VENV)/.llm-installed
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 test-fast: install

@@ -78,9 +78,7 @@ def _split_long(text: str, span: Span, fits: Callable[[str], bool], level: int =
     out: list[Span] = []
     for piece in pieces:
         out.extend(
-            _split_long(text, piece, fits, level + 1)
-            if not fits(text[piece[0] : piece[1]])
-            else [_trim(text, piece)]
+            _split_long(text, piece, fits, level + 1) if not fits(text[piece[0] : piece[1]]) else [_trim(text, piece)]
         )
     return [p for p in out if p[1] > p[0]]
 

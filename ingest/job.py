@@ -80,10 +80,8 @@ class IngestSummary:
         lines = [
             f"articles: {self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
             f"{self.removed} removed, {len(self.skipped)} skipped",
-            f"chunks: {self.chunks_embedded} embedded, {self.chunks_total} in index "
-            f"({self.articles_total} articles)",
-            f"time: {self.seconds:.1f} s ({self.embed_seconds:.1f} s embedding), "
-            f"{self.chunks_per_second:.1f} chunks/s",
+            f"chunks: {self.chunks_embedded} embedded, {self.chunks_total} in index ({self.articles_total} articles)",
+            f"time: {self.seconds:.1f} s ({self.embed_seconds:.1f} s embedding), {self.chunks_per_second:.1f} chunks/s",
         ]
         if self.published:
             lines.append(f"published index version {self.version}")

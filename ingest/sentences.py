@@ -40,11 +40,7 @@ def _is_abbreviation(text: str, dot: int) -> bool:
 def _split_line(text: str, start: int, end: int, out: list[Span]) -> None:
     cursor = start
     for match in _BOUNDARY.finditer(text, start, end):
-        if (
-            text[match.start()] == "."
-            and match.end() - match.start() == 1
-            and _is_abbreviation(text, match.start())
-        ):
+        if text[match.start()] == "." and match.end() - match.start() == 1 and _is_abbreviation(text, match.start()):
             continue
         _append(text, cursor, match.end(), out)
         cursor = match.end()

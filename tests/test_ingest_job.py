@@ -103,11 +103,19 @@ def test_bad_input_is_reported_per_file(tmp_path: Path, corpus: Path, encoder) -
     with big.open("w") as handle:
         handle.write("Huge\n\n")
         handle.write(("All work and no play. " * 1000 + "\n") * 2300)  # about 50 MB
-    summary = run_ingest([corpus, tmp_path / "missing-dir"], index_root=tmp_path / "index", encoder=encoder,
-                         progress=False)
+    summary = run_ingest(
+        [corpus, tmp_path / "missing-dir"], index_root=tmp_path / "index", encoder=encoder, progress=False
+    )
     skipped = " | ".join(f"{origin}: {reason}" for origin, reason in summary.skipped)
-    for name in ("empty.txt", "binary.txt", "notes.pdf", "records.jsonl:2", "records.jsonl:3", "big.txt",
-                 "missing-dir"):
+    for name in (
+        "empty.txt",
+        "binary.txt",
+        "notes.pdf",
+        "records.jsonl:2",
+        "records.jsonl:3",
+        "big.txt",
+        "missing-dir",
+    ):
         assert name in skipped, skipped
     if os.geteuid() != 0:  # root can read anything
         assert "locked.txt" in skipped
@@ -151,8 +159,12 @@ def test_killed_ingest_leaves_the_previous_version_loadable(tmp_path: Path, corp
     published = current_version(index)
     delays = [0.5, 2.0, 3.5, 4.5, 5.5, 6.5]
     for delay in delays:
-        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(index), str(corpus), str(SEED_DIR)],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILL_SCRIPT, str(index), str(corpus), str(SEED_DIR)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()

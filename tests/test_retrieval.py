@@ -39,15 +39,31 @@ def engine(tmp_path_factory: pytest.TempPathFactory, encoder):
 
     folder = tmp_path_factory.mktemp("dated")
     records = [
-        {"id": "harbor-sept", "title": "Harbor pier repairs begin", "source": "northgazette.example",
-         "published": "2023-09-10", "authors": ["Ada Brook"],
-         "text": "Repairs to the harbor pier began on Monday. The city expects the pier to reopen in winter."},
-        {"id": "harbor-oct", "title": "Harbor pier repairs stall", "source": "bayherald.example",
-         "published": "2023-10-12", "authors": ["Ben Cole"],
-         "text": "Repairs to the harbor pier stalled after a storm. The city now expects the pier to reopen in spring."},
-        {"id": "harbor-nov", "title": "Harbor pier reopens", "source": "northgazette.example",
-         "published": "2023-11-20", "authors": ["Ada Brook"],
-         "text": "The harbor pier reopened on Saturday after months of repairs, the city said."},
+        {
+            "id": "harbor-sept",
+            "title": "Harbor pier repairs begin",
+            "source": "northgazette.example",
+            "published": "2023-09-10",
+            "authors": ["Ada Brook"],
+            "text": "Repairs to the harbor pier began on Monday. The city expects the pier to reopen in winter.",
+        },
+        {
+            "id": "harbor-oct",
+            "title": "Harbor pier repairs stall",
+            "source": "bayherald.example",
+            "published": "2023-10-12",
+            "authors": ["Ben Cole"],
+            "text": "Repairs to the harbor pier stalled after a storm. "
+            "The city now expects the pier to reopen in spring.",
+        },
+        {
+            "id": "harbor-nov",
+            "title": "Harbor pier reopens",
+            "source": "northgazette.example",
+            "published": "2023-11-20",
+            "authors": ["Ada Brook"],
+            "text": "The harbor pier reopened on Saturday after months of repairs, the city said.",
+        },
     ]
     import json
 
@@ -74,8 +90,9 @@ def test_explicit_filters_apply_before_ranking(engine) -> None:
     assert ids(res) == ["harbor-oct"]  # k=1 still finds the filtered article: filtering is not post-truncation
     res = engine.search("harbor pier", filters=Filters(authors=["ada brook"]), as_of=date(2024, 1, 1))
     assert set(ids(res)) == {"harbor-sept", "harbor-nov"}
-    res = engine.search("harbor pier", filters=Filters(date_from=date(2023, 10, 1), date_to=date(2023, 10, 31)),
-                        as_of=date(2024, 1, 1))
+    res = engine.search(
+        "harbor pier", filters=Filters(date_from=date(2023, 10, 1), date_to=date(2023, 10, 31)), as_of=date(2024, 1, 1)
+    )
     assert ids(res) == ["harbor-oct"]
 
 

@@ -16,7 +16,7 @@ def texts(spans: list[tuple[int, int]], text: str) -> list[str]:
 
 
 def test_abbreviations_and_initials_stay_together() -> None:
-    text = 'Dr. Smith met Mr. Jones at 3 p.m. They talked. Daniel R. DePetris works at the U.S. Institute. Why? Yes!'
+    text = "Dr. Smith met Mr. Jones at 3 p.m. They talked. Daniel R. DePetris works at the U.S. Institute. Why? Yes!"
     assert texts(split_sentences(text), text) == [
         "Dr. Smith met Mr. Jones at 3 p.m.",
         "They talked.",
