@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     )
     conversation_bonus: float = Field(default=0.5, ge=0, description="Boost for articles cited earlier.")
     rerank_depth: int = Field(default=30, ge=1, description="Fused candidates the rerank stage reorders.")
+    rerank_weight: float = Field(default=0.5, ge=0, le=1, description="Share of the rerank score in the final one.")
     default_k: int = Field(default=10, ge=1, le=100)
     rerank: str = Field(default="none", description="Rerank stage over fused candidates: none | sentence.")
 

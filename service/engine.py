@@ -23,6 +23,7 @@ from index.settings import Settings, get_settings
 from service import query as query_parsing
 from service.answer import SentenceEmbeddingCache, compose, validate_markers
 from service.generate import GenerationError, Generator
+from service.rerank import make_reranker
 from service.retrieval import Candidate, Preferences, RetrievalFilters, Retriever
 from service.schemas import Answer, AskRequest, Filters, Passage, SearchResponse, Timings
 
@@ -36,7 +37,7 @@ class Engine:
         self.settings = settings or get_settings()
         self.root = Path(index_root or self.settings.index_dir)
         self.encoder = encoder or get_encoder()
-        self.retriever = Retriever(self.settings)
+        self.retriever = Retriever(self.settings, reranker=make_reranker(self.settings, self.encoder))
         self.sentence_cache = SentenceEmbeddingCache()
         self.generator = Generator(self.settings, self.encoder)  # used only when settings.llm_base_url is set
         self._lock = threading.Lock()

@@ -53,7 +53,9 @@ class Preferences:
 class Reranker(Protocol):
     """Reorders fused candidates for a query; returns them best first."""
 
-    def rerank(self, query: str, candidates: list[Candidate], index: LoadedIndex) -> list[Candidate]: ...
+    def rerank(
+        self, query: str, candidates: list[Candidate], index: LoadedIndex, query_vector: np.ndarray
+    ) -> list[Candidate]: ...
 
 
 def fuse(
@@ -146,7 +148,8 @@ class Retriever:
                 cand.score += weight * bonus * 0.5 ** (age / s.recency_half_life_days)
         ranked = sorted(fused.values(), key=lambda c: -c.score)
         if self.reranker is not None:
-            ranked = self.reranker.rerank(query, ranked[: s.rerank_depth], index) + ranked[s.rerank_depth :]
+            head = self.reranker.rerank(query, ranked[: s.rerank_depth], index, query_vector)
+            ranked = head + ranked[s.rerank_depth :]
         single = bool(filters.article_ids and len(filters.article_ids) == 1)
         per_article = k if single else s.max_passages_per_article
         return diversify(ranked, k, per_article)
