@@ -49,7 +49,14 @@ def build(
 
 
 def save(index: faiss.Index, path: Path) -> None:
-    faiss.write_index(index, str(path))
+    # Write through a Python file so a failed write (disk full, file too large) raises OSError. Given a path,
+    # faiss only prints the error when it closes the file and leaves a truncated index that would be published.
+    with open(path, "wb") as handle:
+        writer = faiss.PyCallbackIOWriter(handle.write)
+        try:
+            faiss.write_index(index, writer)
+        finally:
+            del writer
 
 
 def load(path: Path) -> faiss.Index:

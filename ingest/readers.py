@@ -255,7 +255,7 @@ def _from_record(record: Any, origin: str, fmt: str) -> Item:
         return Skipped(origin, "record has no text (neither 'text' nor 'body')")
     url = _clean_str(record.get("url"))
     authors = _split_authors(_first(record, "authors", "author"))
-    return RawArticle(
+    article = RawArticle(
         title=title,
         text=text,
         origin=origin,
@@ -267,6 +267,19 @@ def _from_record(record: Any, origin: str, fmt: str) -> Item:
         source=_clean_str(record.get("source")) or _host(url),
         section=_clean_str(record.get("section")),
     )
+    fields = (article.title, article.text, article.id, article.url, article.source, article.section, *article.authors)
+    if not all(_encodable(value) for value in fields):
+        return Skipped(origin, "invalid text: a lone UTF-16 surrogate (such as \\ud800) in a JSON string")
+    return article
+
+
+def _encodable(value: str | None) -> bool:
+    """False for text holding a lone surrogate (JSON allows ``"\\ud800"``; UTF-8, hashing and SQLite do not)."""
+    try:
+        (value or "").encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- formats

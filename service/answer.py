@@ -236,9 +236,13 @@ def validate_markers(text: str, n_sources: int) -> str:
     """Drop every ``[n]`` marker that does not point to a returned source (1..n_sources)."""
 
     def keep(match: re.Match[str]) -> str:
-        return match.group(0) if 1 <= int(match.group(1)) <= n_sources else ""
+        digits = match.group(1)  # no int() of a huge digit run: Python refuses over 4300 digits
+        return match.group(0) if len(digits) <= 6 and 1 <= int(digits) <= n_sources else ""
 
-    return _MARKER.sub(keep, text)
+    previous = None
+    while previous != text:  # dropping "[9]" from "[[9]1]" leaves a new marker "[1]": repeat until stable
+        previous, text = text, _MARKER.sub(keep, text)
+    return text
 
 
 def markers(text: str) -> list[int]:

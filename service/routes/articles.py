@@ -50,8 +50,12 @@ async def search(
     settings: SettingsDep,
     q: Annotated[str, Query(min_length=1, max_length=2000, description="The query.")],
     k: Annotated[int, Query(ge=1, le=100, description="Passages to return.")] = 10,
-    source: Annotated[list[str] | None, Query(description="Publication(s), e.g. cnn.com; repeatable.")] = None,
-    author: Annotated[list[str] | None, Query(description="Author name(s), substring match; repeatable.")] = None,
+    source: Annotated[
+        list[str] | None, Query(max_length=20, description="Publication(s), e.g. cnn.com; repeatable (up to 20).")
+    ] = None,
+    author: Annotated[
+        list[str] | None, Query(max_length=20, description="Author name(s), substring match; repeatable (up to 20).")
+    ] = None,
     date_from: Annotated[date | None, Query(description="Published on or after (YYYY-MM-DD).")] = None,
     date_to: Annotated[date | None, Query(description="Published on or before (YYYY-MM-DD).")] = None,
     as_of: Annotated[date | None, Query(description="The moment of the query (default today).")] = None,
