@@ -11,7 +11,7 @@ DEFAULT_CORPUS := $(if $(wildcard $(SHARED)/corpus/seed),$(SHARED)/corpus/seed s
 NEWS := $(SHARED)/corpus/news-2023q4.jsonl
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run ingest ingest-news serve test test-fast lint browser eval clean
+.PHONY: install run ingest ingest-news serve test test-fast lint browser eval bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -62,6 +62,13 @@ lint: install
 eval: install
 	$(VENV)/bin/byline eval eval/questions/seed.jsonl --index $(INDEX) --out reports/seed
 	$(VENV)/bin/byline eval $(SHARED)/eval/realtimeqa-dev.jsonl --index $(INDEX) --out reports/realtimeqa
+
+# Benchmarks print figures and append them to bench/RESULTS.md (quick: < 5 min; full: about 25-45 min).
+bench-quick: install
+	$(PY) bench/run.py --quick
+
+bench: install
+	$(PY) bench/run.py
 
 clean:
 	rm -rf data reports
