@@ -59,7 +59,8 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-eval: install
+# The eval runs over the seed plus the news corpus (ingest-news is incremental: minutes once, seconds after).
+eval: ingest-news
 	$(VENV)/bin/byline eval eval/questions/seed.jsonl --index $(INDEX) --out reports/seed
 	$(VENV)/bin/byline eval $(SHARED)/eval/realtimeqa-dev.jsonl --index $(INDEX) --out reports/realtimeqa
 
