@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
+from collections.abc import Callable
 
 COMMANDS = {
     "ingest": ("ingest.cli", "read articles and publish a new index version"),
@@ -19,7 +19,7 @@ COMMANDS = {
 }
 
 
-def _resolve(target: str) -> tuple[object, object]:
+def _resolve(target: str) -> tuple[Callable, Callable]:
     module_name, _, prefix = target.partition(":")
     module = importlib.import_module(module_name)
     prefix = f"{prefix}_" if prefix else ""
@@ -32,17 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {}
     for name, (target, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        try:
-            add_arguments, run = _resolve(target)
-        except (ImportError, AttributeError):
-            sub.add_argument("rest", nargs=argparse.REMAINDER)
-            handlers[name] = None
-            continue
+        add_arguments, run = _resolve(target)
         add_arguments(sub)
         handlers[name] = run
     args = parser.parse_args(argv)
-    handler = handlers[args.command]
-    if handler is None:
-        print(f"byline {args.command}: not available yet", file=sys.stderr)
-        return 2
-    return int(handler(args) or 0)
+    return int(handlers[args.command](args) or 0)
