@@ -27,7 +27,9 @@ def _resolve(target: str) -> tuple[Callable, Callable]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="byline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="byline", description="Questions over news articles, answered with citations."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers = {}
     for name, (target, help_text) in COMMANDS.items():
