@@ -11,7 +11,7 @@ DEFAULT_CORPUS := $(if $(wildcard $(SHARED)/corpus/seed),$(SHARED)/corpus/seed s
 NEWS := $(SHARED)/corpus/news-2023q4.jsonl
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run ingest ingest-news serve test test-fast lint browser eval bench bench-quick clean
+.PHONY: install run ingest ingest-news serve test test-fast lint browser eval bench bench-quick bench-peer clean
 
 install: $(VENV)/.installed
 
@@ -70,6 +70,11 @@ bench-quick: install
 
 bench: install
 	$(PY) bench/run.py
+
+# Byline beside Haystack on the first 300 articles: same model, same k (about 10 minutes).
+bench-peer: install
+	$(PIP) install --quiet -c constraints.txt -e '.[peer]'
+	$(PY) bench/peer.py --articles 300 --k 10 --threads 1
 
 clean:
 	rm -rf data reports
