@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_api import running_server
+from conftest import running_server
 
 from index.manifest import MANIFEST, read_manifest
 from index.publish import CURRENT, STAGING_PREFIX, VERSIONS, current_dir, current_version
