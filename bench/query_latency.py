@@ -23,9 +23,9 @@ from _common import NEWS_INDEX, load_questions, machine_line, percentile, rss_mb
 
 from index.encoder import get_encoder
 from index.settings import get_settings
-from service.answer import SentenceEmbeddingCache
 from service.engine import Engine
 from service.schemas import AskRequest
+from service.sentence_cache import SentenceEmbeddingCache
 
 TARGET_P50_MS = 50.0
 TARGET_P95_MS = 150.0
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             samples["ask all-on"].append(total)
             parts["ask all-on"].append((retrieval, answer))
     # cold sentence-embedding cache: a fresh cache, each question once
-    engines["default"].sentence_cache = SentenceEmbeddingCache()
+    engines["default"].sentence_cache = SentenceEmbeddingCache(engines["default"].encoder)
     for question, as_of in questions:
         total, retrieval, answer = ask("default", question, as_of)
         samples["ask default, cold cache"].append(total)

@@ -9,17 +9,16 @@ the returned ``sources``. When the best evidence is too weak the answer is an ab
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from index import bm25
-from index.encoder import Encoder
 from index.reader import LoadedIndex
 from index.settings import Settings
 from service.retrieval import Candidate
 from service.schemas import AnswerSentence, Quote, Related, Source
+from service.sentence_cache import SentenceEmbeddingCache
 
 ABSTENTION = "The corpus does not say. None of the indexed articles answers this question"
 _MARKER = re.compile(r"\s*\[(\d+)\]")
@@ -58,28 +57,6 @@ class Composed:
         return " ".join(f"{s.text} " + "".join(f"[{n}]" for n in s.citations) for s in self.sentences)
 
 
-class SentenceEmbeddingCache:
-    """Embeddings of corpus sentences, keyed by index version and span; bounded LRU."""
-
-    def __init__(self, capacity: int = 20_000) -> None:
-        self.capacity = capacity
-        self._store: OrderedDict[tuple[str, str, int, int], np.ndarray] = OrderedDict()
-
-    def embed(self, encoder: Encoder, version: str, sentences: list[ScoredSentence]) -> np.ndarray:
-        keys = [(version, s.article_id, s.start, s.end) for s in sentences]
-        missing = [i for i, key in enumerate(keys) if key not in self._store]
-        if missing:
-            vectors = encoder.embed([sentences[i].text for i in missing], batch_size=64)
-            for i, vector in zip(missing, vectors, strict=True):
-                self._store[keys[i]] = vector
-        out = np.stack([self._store[key] for key in keys]) if keys else np.zeros((0, encoder.info.dimension))
-        for key in keys:
-            self._store.move_to_end(key)
-        while len(self._store) > self.capacity:
-            self._store.popitem(last=False)
-        return out
-
-
 def content_words(text: str) -> set[str]:
     return set(bm25.query_tokens(text))
 
@@ -109,7 +86,6 @@ def compose(
     query_vector: np.ndarray,
     candidates: list[Candidate],
     index: LoadedIndex,
-    encoder: Encoder,
     settings: Settings,
     cache: SentenceEmbeddingCache,
 ) -> Composed:
@@ -123,7 +99,9 @@ def compose(
     # Dense scoring is the expensive part: score only the most promising sentences with the encoder.
     order = sorted(range(len(sentences)), key=lambda i: -(sentences[i].lexical + 1.0 / sentences[i].passage_rank))
     shortlist = order[: settings.answer_dense_sentences]
-    embeddings = cache.embed(encoder, index.version, [sentences[i] for i in shortlist])
+    embeddings = cache.embed(
+        index.version, [(s.article_id, s.start, s.end, s.text) for s in map(sentences.__getitem__, shortlist)]
+    )
     for i, sim in zip(shortlist, embeddings @ query_vector, strict=True):
         s = sentences[i]
         s.dense = float(sim)

@@ -21,11 +21,12 @@ from index.publish import current_version
 from index.reader import LoadedIndex, load_index
 from index.settings import Settings, get_settings
 from service import query as query_parsing
-from service.answer import SentenceEmbeddingCache, compose, validate_markers
+from service.answer import compose, validate_markers
 from service.generate import GenerationError, Generator
 from service.rerank import make_reranker
 from service.retrieval import Candidate, Preferences, RetrievalFilters, Retriever
 from service.schemas import Answer, AskRequest, Filters, Passage, SearchResponse, Timings
+from service.sentence_cache import SentenceEmbeddingCache
 
 log = logging.getLogger("byline.engine")
 
@@ -37,8 +38,8 @@ class Engine:
         self.settings = settings or get_settings()
         self.root = Path(index_root or self.settings.index_dir)
         self.encoder = encoder or get_encoder()
-        self.retriever = Retriever(self.settings, reranker=make_reranker(self.settings, self.encoder))
-        self.sentence_cache = SentenceEmbeddingCache()
+        self.sentence_cache = SentenceEmbeddingCache(self.encoder)
+        self.retriever = Retriever(self.settings, reranker=make_reranker(self.settings, self.sentence_cache))
         self.generator = Generator(self.settings, self.encoder)  # used only when settings.llm_base_url is set
         self._lock = threading.Lock()
         self._index = self._load(verify=True)
@@ -128,7 +129,7 @@ class Engine:
             index, question, request.k, request.filters, as_of, prefer_articles
         )
         retrieved = time.perf_counter()
-        composed = compose(question, query_vector, candidates, index, self.encoder, self.settings, self.sentence_cache)
+        composed = compose(question, query_vector, candidates, index, self.settings, self.sentence_cache)
         text = validate_markers(composed.text, len(composed.sources))
         sentences = composed.sentences
         mode: Literal["extractive", "generated"] = "extractive"
