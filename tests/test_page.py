@@ -137,3 +137,46 @@ def test_api_key_errors_and_an_unreachable_service(browser, engine) -> None:  # 
     ask(page, "What did he say next?", 2)
     assert "unreachable" in page.locator(".turn-bot.failed").last.inner_text()
     page.close()
+
+
+HOSTILE = '<img src=x onerror="window.__pwned = 1">'
+
+
+def test_markup_in_an_article_is_shown_as_text_never_run(browser, encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    """Article text is data: markup and script in an article reach the page as literal text."""
+    import json
+
+    from ingest.job import run_ingest
+    from service.api import create_app
+    from service.engine import Engine
+
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    record = {
+        "id": "hostile-festival",
+        "title": f"Lantern festival {HOSTILE} fills the harbour",
+        "published": "2023-09-20",
+        "source": "example.org",
+        "text": (
+            f"The lantern festival {HOSTILE} drew about 4,000 visitors to the harbour on Saturday night. "
+            "<script>window.__pwned = 2</script> Organisers said local schools made most of the lanterns. "
+            "The council plans to hold the festival again next autumn."
+        ),
+    }
+    (folder / "hostile.jsonl").write_text(json.dumps(record) + "\n")
+    run_ingest([folder], index_root=tmp_path / "index", encoder=encoder, progress=False)
+    engine = Engine(index_root=tmp_path / "index", encoder=encoder)
+    with running_server(create_app(engine=engine)) as url:
+        page = browser.new_page()
+        page.goto(url)
+        ask(page, "How many visitors did the lantern festival draw to the harbour?", 0)
+        answer = page.locator(".turn-bot").nth(0)
+        assert answer.locator(".cite").count() >= 1, answer.inner_text()
+        answer.locator(".cite").first.click()
+        page.wait_for_selector("#article-text mark", timeout=30_000)
+        page.wait_for_timeout(300)  # give an injected onerror handler the chance to fire
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator("img").count() == 0 and page.locator("#article-text script").count() == 0
+        assert HOSTILE in page.locator("#article-text").inner_text()
+        assert HOSTILE in page.locator("#article-title").inner_text()
+        page.close()
