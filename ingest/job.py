@@ -26,7 +26,6 @@ from index.manifest import (
     MANIFEST,
     ChunkingInfo,
     EmbeddingInfo,
-    IndexError_,
     Manifest,
     file_info,
     read_manifest,
@@ -348,4 +347,3 @@ def _write_version(
     return manifest
 
 
-__all__ = ["IngestError", "IngestSummary", "IndexError_", "run_ingest"]
