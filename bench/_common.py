@@ -6,10 +6,17 @@ import json
 import os
 import platform
 import resource
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the scripts run as ``python bench/x.py`` from the checkout
@@ -120,3 +127,56 @@ def write_outputs(markdown: str, data: dict[str, object], md_path: Path | None, 
         md_path.write_text(markdown + "\n", encoding="utf-8")
     if json_path is not None:
         json_path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def proc_status_mb(pid: int, field: str) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+@contextmanager
+def serve(index: Path, startup_timeout: float = 180.0) -> Iterator[tuple[str, subprocess.Popen[str], dict, float]]:
+    """Run ``byline serve`` on a free loopback port over ``index``; yield (base URL, process, /readyz, startup s)."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, BYLINE_RATE_LIMIT_PER_MINUTE="100000000", BYLINE_API_KEYS="")
+    byline = Path(sys.executable).with_name("byline")
+    command = [str(byline), "serve", "--index", str(index), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--log-level", "warning"]
+    with tempfile.TemporaryFile(mode="w+") as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, text=True)
+        try:
+            started = time.perf_counter()
+            ready: dict[str, object] = {}
+            with httpx.Client(base_url=base_url, timeout=5) as client:
+                while time.perf_counter() - started < startup_timeout and server.poll() is None:
+                    try:
+                        response = client.get("/readyz")
+                        if response.status_code == 200:
+                            ready = response.json()
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    time.sleep(0.5)
+            if not ready:
+                log.seek(0)
+                raise RuntimeError(f"the server did not become ready:\n{log.read()[-3000:]}")
+            yield base_url, server, ready, time.perf_counter() - started
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()

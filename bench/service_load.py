@@ -16,32 +16,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import httpx
-from _common import NEWS_INDEX, ROOT, load_questions, machine_line, percentile, table, write_outputs
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def proc_status_mb(pid: int, field: str) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
+from _common import NEWS_INDEX, load_questions, machine_line, percentile, proc_status_mb, serve, table, write_outputs
 
 
 def run_phase(
@@ -115,61 +96,28 @@ def main(argv: list[str] | None = None) -> int:
 
     print(machine_line(), flush=True)
     questions = load_questions()
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, BYLINE_RATE_LIMIT_PER_MINUTE="100000000", BYLINE_API_KEYS="")
-    byline = Path(sys.executable).with_name("byline")
-    command = [str(byline), "serve", "--index", str(args.index), "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--log-level", "warning"]
     phases = []
-    with tempfile.TemporaryFile(mode="w+") as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            started = time.perf_counter()
-            ready: dict[str, object] = {}
-            with httpx.Client(base_url=base_url, timeout=5) as client:
-                while time.perf_counter() - started < args.startup_timeout:
-                    if server.poll() is not None:
-                        break
-                    try:
-                        response = client.get("/readyz")
-                        if response.status_code == 200:
-                            ready = response.json()
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    time.sleep(0.5)
-            if not ready:
-                log.seek(0)
-                raise SystemExit(f"the server did not become ready:\n{log.read()[-3000:]}")
-            startup_s = time.perf_counter() - started
-            rss_ready = proc_status_mb(server.pid, "VmRSS")
-            print(f"server ready in {startup_s:.1f} s: {ready}, RSS {rss_ready:.0f} MB", flush=True)
+    with serve(args.index, args.startup_timeout) as (base_url, server, ready, startup_s):
+        rss_ready = proc_status_mb(server.pid, "VmRSS")
+        print(f"server ready in {startup_s:.1f} s: {ready}, RSS {rss_ready:.0f} MB", flush=True)
 
-            t0 = time.perf_counter()
-            warm = run_phase(base_url, questions, 2, args.warmup_seconds, args.timeout, limit=len(questions))
+        t0 = time.perf_counter()
+        warm = run_phase(base_url, questions, 2, args.warmup_seconds, args.timeout, limit=len(questions))
+        print(
+            f"warm-up: {warm['requests']} requests in {time.perf_counter() - t0:.1f} s, {warm['errors']} errors",
+            flush=True,
+        )
+        for level in [int(c) for c in args.concurrency.split(",") if c.strip()]:
+            phase = run_phase(base_url, questions, level, args.seconds, args.timeout)
+            phase["server_rss_mb"] = proc_status_mb(server.pid, "VmRSS")
+            phases.append(phase)
             print(
-                f"warm-up: {warm['requests']} requests in {time.perf_counter() - t0:.1f} s, {warm['errors']} errors",
+                f"concurrency {level}: {phase['rps']:.1f} req/s, p50 {phase['p50_ms']:.0f} ms, "
+                f"p95 {phase['p95_ms']:.0f} ms, {phase['errors']} errors {phase['error_kinds']}",
                 flush=True,
             )
-            for level in [int(c) for c in args.concurrency.split(",") if c.strip()]:
-                phase = run_phase(base_url, questions, level, args.seconds, args.timeout)
-                phase["server_rss_mb"] = proc_status_mb(server.pid, "VmRSS")
-                phases.append(phase)
-                print(
-                    f"concurrency {level}: {phase['rps']:.1f} req/s, p50 {phase['p50_ms']:.0f} ms, "
-                    f"p95 {phase['p95_ms']:.0f} ms, {phase['errors']} errors {phase['error_kinds']}",
-                    flush=True,
-                )
-            rss_end = proc_status_mb(server.pid, "VmRSS")
-            rss_peak = proc_status_mb(server.pid, "VmHWM")
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        rss_end = proc_status_mb(server.pid, "VmRSS")
+        rss_peak = proc_status_mb(server.pid, "VmHWM")
 
     chunks = int(ready.get("chunks", 0))  # type: ignore[call-overload]
     per_k = rss_end / chunks * 1000 if chunks else float("nan")

@@ -26,7 +26,6 @@ import itertools
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,8 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from _common import NEWS_INDEX, QUESTIONS, ROOT, load_questions, machine_line, percentile, table
-from service_load import free_port, proc_status_mb
+from _common import NEWS_INDEX, QUESTIONS, load_questions, machine_line, percentile, proc_status_mb, serve, table
 
 FALLBACK_QUESTIONS: list[tuple[str, str]] = [
     ("How did the Millbrook council vote on the bike lanes?", ""),
@@ -156,43 +154,6 @@ def overlay_root(index: Path) -> Iterator[Path]:
         shutil.copyfile(index / "CURRENT", root / "CURRENT")
         (root / "versions").symlink_to(index / "versions", target_is_directory=True)
         yield root
-
-
-@contextmanager
-def serve(index: Path, startup_timeout: float = 180.0) -> Iterator[tuple[str, subprocess.Popen[str], dict, float]]:
-    """Run ``byline serve`` on a free loopback port over ``index``; yield (base URL, process, /readyz, startup s)."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, BYLINE_RATE_LIMIT_PER_MINUTE="100000000", BYLINE_API_KEYS="")
-    byline = Path(sys.executable).with_name("byline")
-    command = [str(byline), "serve", "--index", str(index), "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--log-level", "warning"]
-    with tempfile.TemporaryFile(mode="w+") as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, text=True)
-        try:
-            started = time.perf_counter()
-            ready: dict[str, object] = {}
-            with httpx.Client(base_url=base_url, timeout=5) as client:
-                while time.perf_counter() - started < startup_timeout and server.poll() is None:
-                    try:
-                        response = client.get("/readyz")
-                        if response.status_code == 200:
-                            ready = response.json()
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    time.sleep(0.5)
-            if not ready:
-                log.seek(0)
-                raise RuntimeError(f"the server did not become ready:\n{log.read()[-3000:]}")
-            yield base_url, server, ready, time.perf_counter() - started
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
 
 
 def _turn(client: httpx.Client, op: str, question: str, as_of: str, followup: str) -> list[tuple[float, str, str]]:
