@@ -256,13 +256,10 @@ except IngestError as exc:
 """
 
 
-def test_a_real_file_size_limit_fails_cleanly(tmp_path: Path, small: Path, big: Path, encoder) -> None:
-    """A real OS-level write failure (RLIMIT_FSIZE: EFBIG), no mocks: a clear error, nothing published."""
-    index = tmp_path / "index"
-    first = run_ingest([small], index_root=index, encoder=encoder, progress=False)
-    limit = max(p.stat().st_size for p in current_dir(index).rglob("*") if p.is_file()) + 4096
+def assert_ingest_fails_under_file_size_limit(index: Path, limit: int, published: str, *corpora: Path) -> None:
+    """Run the ingest under a real RLIMIT_FSIZE: a clear error, and the published version untouched."""
     done = subprocess.run(
-        [sys.executable, "-c", RLIMIT_SCRIPT, str(index), str(limit), str(small), str(big)],
+        [sys.executable, "-c", RLIMIT_SCRIPT, str(index), str(limit), *map(str, corpora)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -270,9 +267,17 @@ def test_a_real_file_size_limit_fails_cleanly(tmp_path: Path, small: Path, big: 
     )
     assert done.returncode == 3, (done.stdout, done.stderr[-3000:])
     assert "could not write the new index version" in done.stdout and "unchanged" in done.stdout
-    assert current_version(index) == first.version
-    assert load_index(index).version == first.version
+    assert current_version(index) == published
+    assert load_index(index).version == published
     assert not staging_dirs(index)
+
+
+def test_a_real_file_size_limit_fails_cleanly(tmp_path: Path, small: Path, big: Path, encoder) -> None:
+    """A real OS-level write failure (RLIMIT_FSIZE: EFBIG), no mocks: a clear error, nothing published."""
+    index = tmp_path / "index"
+    first = run_ingest([small], index_root=index, encoder=encoder, progress=False)
+    limit = max(p.stat().st_size for p in current_dir(index).rglob("*") if p.is_file()) + 4096
+    assert_ingest_fails_under_file_size_limit(index, limit, first.version, small, big)
 
 
 def test_a_file_size_limit_hit_while_writing_the_vector_index_fails_cleanly(
@@ -292,18 +297,7 @@ def test_a_file_size_limit_hit_while_writing_the_vector_index_fails_cleanly(
 
     index = tmp_path / "index"
     first = run_ingest([small], index_root=index, encoder=encoder, progress=False)
-    done = subprocess.run(
-        [sys.executable, "-c", RLIMIT_SCRIPT, str(index), str(limit), str(small), str(tiny)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 3, (done.stdout, done.stderr[-3000:])
-    assert "could not write the new index version" in done.stdout and "unchanged" in done.stdout
-    assert current_version(index) == first.version
-    assert load_index(index).version == first.version
-    assert not staging_dirs(index)
+    assert_ingest_fails_under_file_size_limit(index, limit, first.version, small, tiny)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from index.manifest import IndexError_, read_manifest
-from index.publish import current_dir, current_version
+from index.publish import current_dir
 from index.reader import load_index
 from ingest.job import IngestError, run_ingest
-from tests.conftest import SEED_DIR, need
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,37 +136,3 @@ def test_corrupt_files_are_named_at_load(tmp_path: Path, corpus: Path, encoder, 
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(IndexError_, match=victim.split("/")[-1].replace(".", r"\.")):
         load_index(index)
-
-
-KILL_SCRIPT = """
-import sys
-from pathlib import Path
-from ingest.job import run_ingest
-run_ingest([Path(p) for p in sys.argv[2:]], index_root=Path(sys.argv[1]), progress=False)
-"""
-
-
-def test_killed_ingest_leaves_the_previous_version_loadable(tmp_path: Path, corpus: Path, encoder) -> None:
-    """Kill -9 the job at several points of a run; the published version always loads; the next run completes."""
-    need(SEED_DIR)
-    index = tmp_path / "index"
-    run_ingest([corpus], index_root=index, encoder=encoder, progress=False)
-    published = current_version(index)
-    delays = [0.5, 2.0, 3.5, 4.5, 5.5, 6.5]
-    for delay in delays:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", KILL_SCRIPT, str(index), str(corpus), str(SEED_DIR)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        loaded = load_index(index)  # whatever version CURRENT names is complete
-        assert loaded.version in (published, current_version(index))
-        if current_version(index) != published:
-            break  # the run got to publish before the kill: fine, and complete
-    summary = run_ingest([corpus, SEED_DIR], index_root=index, encoder=encoder, progress=False)
-    assert load_index(index).manifest.counts["articles"] == 3
-    assert summary.published or summary.unchanged == 3
