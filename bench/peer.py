@@ -155,7 +155,8 @@ def worker_peer(subset: Path, k: int, split_words: int, overlap_words: int, thre
             row = json.loads(line)
             text = str(row.get("text") or "")
             if text.strip():
-                docs.append(Document(content=text, meta={"title": row.get("title") or "", "id": row.get("id")}))
+                meta = {"title": row.get("title") or "", "id": row.get("id"), "published": row.get("published")}
+                docs.append(Document(content=text, meta=meta))
     indexing.run({"splitter": {"documents": docs}})
     ingest_s = time.perf_counter() - started
 
@@ -166,7 +167,15 @@ def worker_peer(subset: Path, k: int, split_words: int, overlap_words: int, thre
     questions = _questions()
 
     def run_one(q: dict[str, str]) -> list[str]:
-        out = querying.run({"embedder": {"text": q["question"]}})
+        # the same as_of rule as Byline's: nothing published after the question's date; undated articles pass
+        as_of = {
+            "operator": "OR",
+            "conditions": [
+                {"field": "meta.published", "operator": "<=", "value": q["date"]},
+                {"field": "meta.published", "operator": "==", "value": None},
+            ],
+        }
+        out = querying.run({"embedder": {"text": q["question"]}, "retriever": {"filters": as_of}})
         return [d.content or "" for d in out["retriever"]["documents"]]
 
     latencies, passages = _timed_queries(run_one, questions)
@@ -284,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         "Byline (torch) runs sentence-transformers on torch like the peer",
         f"- peer: haystack-ai {peer.get('version', '?')} + sentence-transformers-haystack; DocumentSplitter by word "
         f"({args.split_words} words, overlap {args.overlap_words}), title embedded as a meta field, "
-        "InMemoryDocumentStore (cosine), InMemoryEmbeddingRetriever; dense only, no date awareness",
+        "InMemoryDocumentStore (cosine), InMemoryEmbeddingRetriever (dense only) with the same as_of pre-filter "
+        "(published <= the question's date, or undated)",
         "- Byline: run_ingest into a temporary index (default settings: hybrid dense + BM25, RRF), Engine.search with "
         "as_of = the question's date",
         f"- Hits@{args.k}: the answer (case-insensitive, whitespace collapsed) occurs in one of the top-{args.k} "

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from index import bm25, vectors
@@ -19,6 +23,30 @@ VECTORS = "vectors.faiss"
 VECTOR_DATA = "vectors.npy"
 VECTOR_IDS = "vector_ids.npy"
 BM25_DIR = "bm25"
+
+
+FILTER_CACHE_SIZE = 64
+
+
+@dataclass(eq=False)
+class AllowedChunks:
+    """The chunks one filter lets through, in the form each store wants; built once per filter and cached.
+
+    ``ids`` are sorted and read-only; ``bm25_mask`` is a bool per BM25 position; ``selector`` a FAISS id selector.
+    """
+
+    ids: np.ndarray
+    bm25_positions: np.ndarray = field(repr=False)
+
+    @cached_property
+    def bm25_mask(self) -> np.ndarray:
+        mask = np.isin(self.bm25_positions, self.ids)
+        mask.flags.writeable = False
+        return mask
+
+    @cached_property
+    def selector(self) -> faiss.IDSelector:
+        return faiss.IDSelectorBatch(self.ids)
 
 
 class LoadedIndex:
@@ -41,6 +69,8 @@ class LoadedIndex:
         db_path = directory / METADATA
         self._conn = connect(db_path, readonly=True)
         self._lock = threading.Lock()
+        self._filters: OrderedDict[tuple, AllowedChunks | None] = OrderedDict()
+        self._filters_lock = threading.Lock()
         try:
             check(self._conn, db_path)
             self.articles: dict[str, Article] = {a.id: a for a in iter_articles(self._conn)}
@@ -81,7 +111,7 @@ class LoadedIndex:
     def chunks_of(self, article_id: str) -> list[Chunk]:
         return [self.chunks[c] for c in self._article_chunks.get(article_id, [])]
 
-    def allowed_chunks(
+    def allowed(
         self,
         sources: list[str] | None = None,
         authors: list[str] | None = None,
@@ -89,16 +119,46 @@ class LoadedIndex:
         date_to: date | None = None,
         article_ids: list[str] | None = None,
         as_of: date | None = None,
-    ) -> np.ndarray | None:
-        """Chunk ids passing the filters, or None when nothing is filtered out.
+    ) -> AllowedChunks | None:
+        """The chunks passing the filters, or None when nothing is filtered out.
 
         ``as_of`` drops articles published after it (undated articles pass: nothing says they are later);
-        an explicit date range drops undated articles.
+        an explicit date range drops undated articles. Results are cached per filter (the index never changes).
         """
         if as_of is not None and (self.latest_published is None or as_of >= self.latest_published):
             as_of = None  # nothing in the index is newer: no restriction
         if not (sources or authors or date_from or date_to or article_ids or as_of):
             return None
+        key = (
+            tuple(sorted(sources or [])),
+            tuple(sorted(authors or [])),
+            date_from,
+            date_to,
+            tuple(sorted(article_ids or [])),
+            as_of,
+        )
+        with self._filters_lock:
+            if key in self._filters:
+                self._filters.move_to_end(key)
+                return self._filters[key]
+        ids = self._filter_ids(sources, authors, date_from, date_to, article_ids, as_of)
+        ids.flags.writeable = False
+        result = AllowedChunks(ids, self.bm25.chunk_ids)
+        with self._filters_lock:
+            self._filters[key] = result
+            while len(self._filters) > FILTER_CACHE_SIZE:
+                self._filters.popitem(last=False)
+        return result
+
+    def _filter_ids(
+        self,
+        sources: list[str] | None,
+        authors: list[str] | None,
+        date_from: date | None,
+        date_to: date | None,
+        article_ids: list[str] | None,
+        as_of: date | None,
+    ) -> np.ndarray:
         wanted_sources = {s.lower().removeprefix("www.") for s in sources or []}
         wanted_authors = [a.lower() for a in authors or []]
         wanted_ids = set(article_ids or [])
@@ -120,11 +180,6 @@ class LoadedIndex:
                 continue
             keep.extend(self._article_chunks.get(article.id, []))
         return np.array(sorted(keep), dtype=np.int64)
-
-    def bm25_mask(self, allowed: np.ndarray | None) -> np.ndarray | None:
-        if allowed is None:
-            return None
-        return np.isin(self.bm25.chunk_ids, allowed)
 
     def close(self) -> None:
         self._conn.close()

@@ -69,8 +69,12 @@ def search(
     k: int,
     allowed: np.ndarray | None = None,
     ef_search: int = 128,
+    selector: faiss.IDSelector | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` (ids, scores) for one query vector, restricted to ``allowed`` ids when given."""
+    """Top ``k`` (ids, scores) for one query vector, restricted to ``allowed`` ids when given.
+
+    ``selector`` is a prebuilt FAISS selector for the same ``allowed`` ids (callers that repeat a filter cache it).
+    """
     if index.ntotal == 0 or k <= 0 or (allowed is not None and len(allowed) == 0):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     k = min(k, index.ntotal if allowed is None else len(allowed))
@@ -83,7 +87,8 @@ def search(
         top = np.argsort(-scores)[:k]
         return allowed[top], scores[top].astype(np.float32)
     params: faiss.SearchParameters | None = None
-    selector = faiss.IDSelectorBatch(allowed.astype(np.int64)) if allowed is not None else None
+    if allowed is not None and selector is None:
+        selector = faiss.IDSelectorBatch(allowed.astype(np.int64))
     if isinstance(inner, faiss.IndexHNSW):
         params = faiss.SearchParametersHNSW(efSearch=max(ef_search, k))
         if selector is not None:

@@ -345,5 +345,3 @@ def _write_version(
     )
     (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2))
     return manifest
-
-

@@ -114,7 +114,7 @@ class Retriever:
         preferences: Preferences | None = None,
     ) -> list[Candidate]:
         s = self.settings
-        allowed = index.allowed_chunks(
+        allowed = index.allowed(
             sources=filters.sources,
             authors=filters.authors,
             date_from=filters.date_from,
@@ -122,8 +122,15 @@ class Retriever:
             article_ids=filters.article_ids,
             as_of=as_of,
         )
-        dense = vectors.search(index.vectors, query_vector, s.dense_k, allowed, ef_search=s.hnsw_ef_search)
-        lexical = index.bm25.search(query, s.bm25_k, index.bm25_mask(allowed))
+        dense = vectors.search(
+            index.vectors,
+            query_vector,
+            s.dense_k,
+            None if allowed is None else allowed.ids,
+            ef_search=s.hnsw_ef_search,
+            selector=None if allowed is None else allowed.selector,
+        )
+        lexical = index.bm25.search(query, s.bm25_k, None if allowed is None else allowed.bm25_mask)
         fused = fuse(dense, lexical, s.rrf_k, s.dense_weight, s.bm25_weight)
         prefs = preferences or Preferences()
         bonus = 1.0 / (s.rrf_k + 1)  # one first place in one list

@@ -112,3 +112,19 @@ def test_preference_for_a_source_the_question_names_only_as_a_subject(engine) ->
     """'told the Bay Herald' names an interviewer, not the article's publication: nothing is excluded."""
     res = engine.search("What did the mayor tell the Bay Herald about the pier reopening?", as_of=date(2024, 1, 1))
     assert "harbor-nov" in ids(res)
+
+
+def test_a_filter_is_computed_once_and_cannot_be_changed(engine) -> None:
+    index = engine.index
+    first = index.allowed(sources=["bayherald.example"], as_of=date(2024, 1, 1))
+    again = index.allowed(sources=["bayherald.example"], as_of=date(2024, 1, 1))
+    assert first is again and first is not None
+    with pytest.raises(ValueError):
+        first.ids[0] = -1  # shared between requests: read-only
+    other = index.allowed(authors=["ada brook"])
+    assert other is not None and set(other.ids) != set(first.ids)
+    chunk_articles = {index.chunks[int(c)].article_id for c in first.ids}
+    assert chunk_articles == {"harbor-oct"}
+    # the BM25 mask marks exactly the allowed chunks, in BM25's own document order
+    assert set(index.bm25.chunk_ids[first.bm25_mask]) == set(first.ids)
+    assert index.allowed(as_of=date(2030, 1, 1)) is None  # nothing is later: no filter at all
