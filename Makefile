@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SHARED := ../shared
 INDEX ?= data/index
+NEWS_INDEX ?= data/news-index
 # The default corpus: the seed article where ../shared exists, else the project's own samples.
 DEFAULT_CORPUS := $(if $(wildcard $(SHARED)/corpus/seed),$(SHARED)/corpus/seed samples,samples)
 NEWS := $(SHARED)/corpus/news-2023q4.jsonl
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run ingest ingest-news serve test test-fast lint browser eval bench bench-quick bench-peer clean
+.PHONY: install run ingest ingest-news serve test test-fast lint browser eval bench bench-quick bench-quality bench-peer clean
 
 install: $(VENV)/.installed
 
@@ -26,7 +27,7 @@ ingest: install
 	$(VENV)/bin/byline ingest $(DEFAULT_CORPUS) --index $(INDEX)
 
 ingest-news: install
-	$(VENV)/bin/byline ingest $(NEWS) $(DEFAULT_CORPUS) --index $(INDEX)
+	$(VENV)/bin/byline ingest $(NEWS) $(DEFAULT_CORPUS) --index $(NEWS_INDEX)
 
 serve: install
 	$(VENV)/bin/byline serve --index $(INDEX)
@@ -61,15 +62,21 @@ lint: install
 
 # The eval runs over the seed plus the news corpus (ingest-news is incremental: minutes once, seconds after).
 eval: ingest-news
-	$(VENV)/bin/byline eval eval/questions/seed.jsonl --index $(INDEX) --out reports/seed
-	$(VENV)/bin/byline eval $(SHARED)/eval/realtimeqa-dev.jsonl --index $(INDEX) --out reports/realtimeqa
+	$(VENV)/bin/byline eval eval/questions/seed.jsonl --index $(NEWS_INDEX) --out reports/seed
+	$(VENV)/bin/byline eval $(SHARED)/eval/realtimeqa-dev.jsonl --index $(NEWS_INDEX) --out reports/realtimeqa
 
 # Benchmarks print figures and append them to bench/RESULTS.md (quick: < 5 min; full: about 25-45 min).
 bench-quick: install
 	$(PY) bench/run.py --quick
 
-bench: install
+bench: ingest-news
 	$(PY) bench/run.py
+
+# int8 vs torch retrieval quality at full scale (builds the torch reference index once, ~15 minutes).
+bench-quality: install
+	test -f data/news-index-torch/CURRENT || BYLINE_EMBEDDING_BACKEND=torch $(VENV)/bin/byline ingest $(NEWS) $(SEED) samples --index data/news-index-torch
+	$(MAKE) ingest-news
+	$(PY) bench/encoder_quality.py --index $(NEWS_INDEX) --reference data/news-index-torch
 
 # Byline beside Haystack on the first 300 articles: same model, same k (about 10 minutes).
 bench-peer: install

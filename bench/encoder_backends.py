@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=None, help="reuse ONNX exports here (default: fresh)")
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--md", type=Path, default=None, help="also write a markdown section here")
     args = parser.parse_args(argv)
     backends = [name.strip() for name in args.backends.split(",") if name.strip()]
     if backends[0] != "torch":
@@ -197,7 +198,44 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
+    if args.md:
+        args.md.write_text(markdown(rows, args, load_end) + "\n", encoding="utf-8")
     return 0
+
+
+def markdown(rows: list[dict], args: argparse.Namespace, load_end: float) -> str:
+    from _common import table
+
+    body = table(
+        [
+            "backend",
+            "passages/s (median)",
+            "vs torch",
+            "query ms",
+            "cos passages (min)",
+            "cos queries",
+            "top-10",
+            "export s",
+        ],
+        [
+            [
+                r["backend"],
+                f"{r['passages_per_s']:.1f} ({r['passages_per_s_median']:.1f})",
+                f"{r['speedup']:.2f}x",
+                r["query_ms"],
+                f"{r['cos_passages_mean']:.4f} ({r['cos_passages_min']:.4f})",
+                f"{r['cos_queries_mean']:.4f}",
+                f"{r['top10_overlap']:.3f}",
+                "-" if r["export_s"] is None else f"{r['export_s']:.1f}",
+            ]
+            for r in rows
+        ],
+    )
+    return (
+        f"### Encoder backends\n\n`bench/encoder_backends.py --passages {args.passages} --queries {args.queries} "
+        f"--rounds {args.rounds}`: passages/s = best of the rounds at batch {args.batch_size}; quality against torch "
+        f"on the same passages; load average {load_end:.1f} at the end.\n\n{body}"
+    )
 
 
 if __name__ == "__main__":
