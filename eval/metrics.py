@@ -76,7 +76,7 @@ def citation_markers(answer: str) -> list[int]:
     """Source numbers cited in the answer text, in order of appearance (``[2]``, ``[1, 3]``)."""
     numbers: list[int] = []
     for match in MARKER.finditer(answer):
-        numbers.extend(int(part) for part in match.group(1).split(","))
+        numbers.extend(int(part) for part in match.group(1).split(",") if len(part.strip()) <= 6)
     return numbers
 
 

@@ -438,6 +438,7 @@ def _read_jsonl(path: Path, max_bytes: int) -> Iterator[Item]:
             return
         handle.seek(0)
         number = 0
+        records = 0  # non-blank lines seen
         while True:
             line = handle.readline(max_bytes + 1)
             if not line:
@@ -453,6 +454,7 @@ def _read_jsonl(path: Path, max_bytes: int) -> Iterator[Item]:
                 line = line[3:]
             if not line.strip():
                 continue
+            records += 1
             try:
                 record = json.loads(_decode(line))
             except _Skip as skip:
@@ -468,6 +470,8 @@ def _read_jsonl(path: Path, max_bytes: int) -> Iterator[Item]:
                 yield _from_record(record, origin, "jsonl")
             except Exception as exc:
                 yield Skipped(origin, f"line {number}: could not read: {type(exc).__name__}: {exc}")
+        if records == 0:
+            yield Skipped(str(path), "empty file (whitespace only)")
 
 
 _READERS: dict[str, Callable[[Path, str], Iterator[Item]]] = {

@@ -224,4 +224,5 @@ def validate_markers(text: str, n_sources: int) -> str:
 
 
 def markers(text: str) -> list[int]:
-    return [int(m) for m in _MARKER.findall(text)]
+    """The ``[n]`` numbers in a text; a digit run too long to be a source number is not one."""
+    return [int(m) for m in _MARKER.findall(text) if len(m) <= 6]

@@ -183,3 +183,11 @@ def test_percentiles() -> None:
     assert metrics.percentile([], 50) is None
     with pytest.raises(ValueError):
         metrics.percentile(latencies, 101)
+
+
+def test_a_huge_marker_is_not_a_source_number() -> None:
+    from service.answer import markers
+
+    huge = "[" + "9" * 5000 + "]"
+    assert metrics.citation_markers(f"Text {huge} [2].") == [2]
+    assert markers(f"Text {huge} [2].") == [2]

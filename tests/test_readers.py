@@ -268,6 +268,12 @@ def test_whitespace_only_file_is_empty(tmp_path: Path) -> None:
     assert "empty file" in skip_reason(path)
 
 
+def test_jsonl_of_blank_lines_is_reported_empty(tmp_path: Path) -> None:
+    path = tmp_path / "blank.jsonl"
+    path.write_text("\n  \n\r\n")
+    assert skip_reason(path) == "empty file (whitespace only)"
+
+
 def test_file_over_max_bytes_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "long.txt"
     path.write_text("A Long Story\n\n" + "word " * 3000)
