@@ -33,7 +33,7 @@ from index.settings import Settings, get_settings
 from service.engine import Engine
 from service.errors import add_exception_handlers
 from service.middleware import AccessMiddleware, BodyLimitMiddleware, access_log
-from service.routes import answers, articles, openai, operations, page
+from service.routes import answers, articles, docs, openai, operations, page
 from service.routes.page import STATIC_DIR
 from service.state import ServiceState
 
@@ -96,11 +96,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         ),
         lifespan=lifespan,
         openapi_tags=OPENAPI_TAGS,
+        docs_url=None,  # served by routes/docs.py from the installed Swagger UI files, not a CDN
+        redoc_url=None,  # likewise
     )
     app.state.byline = state
-    for area in (answers, articles, openai, operations, page):
+    for area in (answers, articles, openai, operations, page, docs):
         app.include_router(area.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.ASSETS_DIR), name="docs-assets")
     add_exception_handlers(app)
 
     # middleware: the last added runs first (CORS outermost, then the access log, then the body limit)

@@ -15,6 +15,7 @@ from service.metrics import Metrics
 
 access_log = logging.getLogger("byline.access")
 
+STATIC_MOUNTS = ("/static", "/docs-assets")  # file mounts: one metrics label each, not one per file
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -94,8 +95,8 @@ class AccessMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or (
-                "/static" if scope["path"].startswith("/static") else "unmatched"
+            route = getattr(scope.get("route"), "path", None) or next(
+                (mount for mount in STATIC_MOUNTS if scope["path"].startswith(mount + "/")), "unmatched"
             )
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             self.metrics.latency.labels(scope["method"], route).observe(elapsed)

@@ -337,6 +337,19 @@ def test_openapi_documents_the_routes(client: httpx.Client) -> None:
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
 
 
+def test_api_reference_is_served_from_local_files(client: httpx.Client) -> None:
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    assert "/docs-assets/swagger-ui-bundle.js" in docs.text and "cdn." not in docs.text
+    bundle = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and "javascript" in bundle.headers["content-type"]
+    assert client.get("/docs-assets/swagger-ui.css").status_code == 200
+    assert client.get("/docs-assets/nope.js").status_code == 404
+    redoc = client.get("/redoc")
+    assert redoc.status_code == 200 and "/docs-assets/redoc.standalone.js" in redoc.text
+    assert "fonts.googleapis" not in redoc.text and "cdn." not in redoc.text
+
+
 def test_page_is_served(client: httpx.Client) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "Byline" in page.text

@@ -180,3 +180,20 @@ def test_markup_in_an_article_is_shown_as_text_never_run(browser, encoder, tmp_p
         assert HOSTILE in page.locator("#article-text").inner_text()
         assert HOSTILE in page.locator("#article-title").inner_text()
         page.close()
+
+
+def test_api_reference_page_renders_without_a_network(browser, engine) -> None:  # noqa: ANN001
+    """/docs uses Swagger UI's files from the installed package; every request the page makes stays on our server."""
+    from service.api import create_app
+
+    app = create_app(Settings(), engine)
+    page = browser.new_page()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    with running_server(app) as url:
+        page.goto(f"{url}/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=60_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert any("/v1/ask" in p for p in paths) and any("/v1/chat" in p for p in paths)
+    assert requested and all(r.startswith(url) for r in requested), requested
+    page.close()
