@@ -26,7 +26,7 @@ QUICK = {
     "service_load": ["--concurrency", "1,4,16", "--seconds", "10", "--warmup-seconds", "30"],
     "scale": ["--sizes", "100000", "--queries", "200"],
     "encoder_backends": ["--passages", "160", "--queries", "20", "--rounds", "1"],
-    "profile": ["--articles", "40", "--questions", "20"],
+    "profile_paths": ["--articles", "40", "--questions", "20"],
 }
 FULL = {
     "query_latency": ["--rounds", "3"],
@@ -34,7 +34,7 @@ FULL = {
     "service_load": ["--concurrency", "1,4,16", "--seconds", "30", "--warmup-seconds", "60"],
     "scale": ["--sizes", "100000,1000000", "--queries", "200"],
     "encoder_backends": ["--passages", "600", "--queries", "50", "--rounds", "3"],
-    "profile": ["--articles", "150", "--questions", "60"],
+    "profile_paths": ["--articles", "150", "--questions", "60"],
 }
 TIMEOUTS = {"quick": 240, "full": 45 * 60}
 

@@ -1,6 +1,6 @@
 """Where the time goes, per path: pyinstrument over ingest, search, ask (default and all-on) and the HTTP app.
 
-    .venv/bin/python bench/profile.py [--index data/news-index] [--articles 150] [--questions 60]
+    .venv/bin/python bench/profile_paths.py [--index data/news-index] [--articles 150] [--questions 60]
 
 For each path the sampled time is attributed two ways and the top rows printed:
 
