@@ -1,4 +1,4 @@
-"""Where the time goes, per path: pyinstrument over ingest, search, ask (default and all-on) and the HTTP app.
+"""Where the time goes, per path: pyinstrument over ingest, search and ask; py-spy over the HTTP server under load.
 
     .venv/bin/python bench/profile_paths.py [--index data/news-index] [--articles 150] [--questions 60]
 
@@ -9,16 +9,18 @@ For each path the sampled time is attributed two ways and the top rows printed:
   ``vectors.search``, ``compose`` ...), the entry point itself left out.
 
 Paths: ``ingest`` (``run_ingest`` of the first N news articles into a fresh directory), ``search`` / ``ask`` /
-``ask all-on`` (``Engine`` over the dev questions, warm: one unprofiled pass first), and ``http`` (``POST /v1/ask``
-through the real FastAPI app in process, httpx's ASGI transport: middleware, validation, serialisation).
+``ask all-on`` (``Engine`` over the dev questions, warm: one unprofiled pass first), and ``http``: py-spy (a sampling
+profiler outside the process) over a real ``byline serve`` while POST /v1/ask runs at concurrency 4, so the event loop
+and the worker threads that run the engine are both seen (pyinstrument follows one thread only).
 The query paths need the news index (``make ingest-news``); without it they are skipped with a message.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,19 +29,19 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-import httpx
-from _common import CORPUS, NEWS_INDEX, ROOT, load_questions, machine_line, table, write_outputs
+from _common import CORPUS, NEWS_INDEX, ROOT, load_questions, machine_line, serve, table, write_outputs
 from pyinstrument import Profiler
 from pyinstrument.frame import Frame
+from service_load import run_phase
 
 from index.encoder import get_encoder
 from index.settings import get_settings
 from ingest.job import run_ingest
-from service.api import create_app
 from service.engine import Engine
 from service.schemas import AskRequest
 
 TOP = 6
+HTTP_CONCURRENCY = 4
 
 
 def _project_key(frame: Frame) -> str | None:
@@ -68,6 +70,7 @@ def _walk(frame: Frame, parent: str, stack: tuple[str, ...], self_time: dict, in
 
 
 def profile(label: str, work: Callable[[], object], entry: str) -> tuple[str, dict[str, object]]:
+    """pyinstrument over ``work()`` in this process; ``entry`` (the called function itself) is left out."""
     profiler = Profiler(interval=0.001, async_mode="enabled")
     started = time.perf_counter()
     profiler.start()
@@ -79,8 +82,16 @@ def profile(label: str, work: Callable[[], object], entry: str) -> tuple[str, di
     inclusive: dict[str, float] = defaultdict(float)
     if root is not None:
         _walk(root, "", (), self_time, inclusive)
-    total = (root.time if root is not None else 0.0) or 1.0
     inclusive.pop(entry, None)
+    total = root.time if root is not None else 0.0
+    return report(label, self_time, inclusive, total, wall, unit="s")
+
+
+def report(
+    label: str, self_time: dict[str, float], inclusive: dict[str, float], total: float, wall: float, unit: str
+) -> tuple[str, dict[str, object]]:
+    """The top rows of both attributions as a markdown table, shares of everything sampled."""
+    total = total or 1.0
     top_self = sorted(self_time.items(), key=lambda kv: -kv[1])[:TOP]
     top_incl = sorted(inclusive.items(), key=lambda kv: -kv[1])[:TOP]
     rows = [
@@ -93,13 +104,14 @@ def profile(label: str, work: Callable[[], object], entry: str) -> tuple[str, di
         ]
         for i, (s, c) in enumerate(itertools.zip_longest(top_self, top_incl))
     ]
-    md = f"#### {label} ({wall:.1f} s wall, {total:.1f} s sampled)\n\n" + table(
+    sampled = f"{total:.1f} s sampled" if unit == "s" else f"{total:.0f} samples"
+    md = f"#### {label} ({wall:.1f} s wall, {sampled})\n\n" + table(
         ["#", "self time: function", "share", "inclusive: project function", "share"], rows
     )
     largest = top_incl[0][0] if top_incl else "-"
     data = {
         "wall_s": wall,
-        "sampled_s": total,
+        "sampled": total,
         "largest_project": largest,
         "top_self": top_self,
         "top_inclusive": top_incl,
@@ -113,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=Path, default=NEWS_INDEX)
     parser.add_argument("--articles", type=int, default=150, help="news articles ingested in the ingest profile")
     parser.add_argument("--questions", type=int, default=60, help="dev questions per query path")
+    parser.add_argument("--http-seconds", type=float, default=20.0, help="py-spy sampling time of the HTTP path")
     parser.add_argument("--md", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -186,14 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 "service.engine.Engine.ask",
             ),
         )
-        record(
-            "http",
-            profile(
-                "HTTP POST /v1/ask (in-process ASGI)",
-                lambda: asyncio.run(_http(default, questions)),
-                "service.routes.answers.ask",
-            ),
-        )
+        record("http", http_profile(args.index, questions, args.http_seconds))
 
     markdown = "### Profiles (pyinstrument)\n\n" + table(["path", "largest project cost", "wall s"], summary)
     markdown += "\n\n" + "\n\n".join(parts)
@@ -201,13 +207,73 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _http(engine: Engine, questions: list[tuple[str, date]]) -> None:
-    app = create_app(engine.settings.model_copy(update={"rate_limit_per_minute": 1_000_000}), engine=engine)
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        for q, d in questions:
-            response = await client.post("/v1/ask", json={"question": q, "as_of": d.isoformat()})
-            response.raise_for_status()
+def http_profile(index: Path, questions: list[tuple[str, date]], seconds: float) -> tuple[str, dict[str, object]]:
+    """py-spy over the real ``byline serve`` process while POST /v1/ask runs at concurrency 4: every thread of the
+    server (event loop and the worker threads that run the engine), idle waits left out."""
+    label = f"HTTP POST /v1/ask, real server under load (py-spy, concurrency {HTTP_CONCURRENCY}, {seconds:.0f} s)"
+    pyspy = Path(sys.executable).with_name("py-spy")
+    pairs = [(q, d.isoformat()) for q, d in questions]
+    with tempfile.TemporaryDirectory(prefix="byline-pyspy-") as scratch, serve(index) as (url, server, _, _):
+        run_phase(url, pairs, HTTP_CONCURRENCY, 5, 30)  # warm-up
+        raw = Path(scratch) / "http.txt"
+        command = [str(pyspy), "record", "--pid", str(server.pid), "--format", "raw", "--output", str(raw)]
+        command += ["--duration", str(int(seconds)), "--rate", "250", "--nonblocking", "--full-filenames"]
+        try:
+            recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        except OSError as exc:
+            return f"#### {label}\n\nnot profiled: py-spy could not start ({exc})", {
+                "largest_project": "-",
+                "wall_s": 0.0,
+            }
+        load = run_phase(url, pairs, HTTP_CONCURRENCY, seconds, 30)
+        _, err = recorder.communicate(timeout=seconds + 120)
+        if recorder.returncode != 0 or not raw.exists():
+            note = f"not profiled: py-spy exited {recorder.returncode}: {err.strip()[-300:]}"
+            return f"#### {label}\n\n{note}", {"largest_project": "-", "wall_s": 0.0}
+        self_time, inclusive, total = collapse(raw.read_text(encoding="utf-8"))
+    md, data = report(label, self_time, inclusive, total, seconds, unit="samples")
+    md += f"\n\nLoad while sampled: {load['requests']} requests, {load['rps']:.1f} req/s, {load['errors']} errors."
+    return md, data
+
+
+_FRAME = re.compile(r"^(?P<function>.*) \((?P<path>.*):(?P<line>\d+)\)$")
+
+
+def collapse(text: str) -> tuple[dict[str, float], dict[str, float], float]:
+    """Self samples per leaf function and inclusive samples per project function, from py-spy's raw output."""
+    self_time: dict[str, float] = defaultdict(float)
+    inclusive: dict[str, float] = defaultdict(float)
+    total = 0.0
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        samples = float(count)
+        total += samples
+        frames = [_FRAME.match(frame) for frame in stack.split(";")]
+        leaf = frames[-1]
+        if leaf is not None:
+            self_time[f"{leaf['function']} ({_short(leaf['path'])}:{leaf['line']})"] += samples
+        seen: set[str] = set()
+        for frame in frames:
+            if frame is None:
+                continue
+            key = _project_path_key(frame["path"], frame["function"])
+            if key is not None and key not in seen:
+                seen.add(key)
+                inclusive[key] += samples
+    return self_time, inclusive, total
+
+
+def _short(path: str) -> str:
+    marker = "site-packages/"
+    return path.split(marker, 1)[1] if marker in path else Path(path).name
+
+
+def _project_path_key(path: str, function: str) -> str | None:
+    if not path.startswith(str(ROOT)) or "/bench/" in path or "/.venv/" in path:
+        return None
+    return ".".join(Path(path).relative_to(ROOT).with_suffix("").parts) + f".{function}"
 
 
 if __name__ == "__main__":

@@ -31,7 +31,12 @@ class Settings(BaseSettings):
         default="onnx-int8",
         description="torch | onnx | onnx-int8 (ONNX: a local export of the packaged weights, index/onnx_backend.py).",
     )
-    embed_batch_size: int = Field(default=32, ge=1)
+    embed_batch_size: int = Field(
+        default=8,
+        ge=1,
+        description="Passages per encoder call at ingest. Small batches pad less: onnx-int8 on 2 cores embedded "
+        "125 corpus chunks/s at 8, 119 at 16, 113 at 32 (one run, same 1,536 chunks).",
+    )
     encoder_threads: int = Field(default=0, ge=0, description="Encoder threads; 0 = one per core.")
     tokenizer_encoding: str = Field(default="cl100k_base", description="tiktoken encoding for sizes.")
 
