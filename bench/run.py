@@ -1,7 +1,7 @@
 """Run the benchmarks of issue 6 one after another and append one markdown section to bench/RESULTS.md.
 
-    .venv/bin/python bench/run.py --quick     # a few minutes: 60-article ingest, 10 s per load level, 100k vectors
-    .venv/bin/python bench/run.py             # full: whole-corpus ingest, 30 s per level, 100k and 1M vectors
+    .venv/bin/python bench/run.py --quick     # < 5 min: 60-article ingest, 10 s per load level, 100k vectors, ...
+    .venv/bin/python bench/run.py             # full, < 45 min: whole-corpus ingest, 30 s per level, 1M vectors, ...
 
 Each benchmark runs in a process of its own (clean peak RSS, no shared caches) and writes its markdown table;
 a failing benchmark is reported in the section and the others still run. ``--only`` picks some of them.
@@ -25,8 +25,8 @@ QUICK = {
     "ingest": ["--subset", "60", "--rounds", "2"],
     "service_load": ["--concurrency", "1,4,16", "--seconds", "10", "--warmup-seconds", "30"],
     "scale": ["--sizes", "100000", "--queries", "200"],
-    "encoder_backends": ["--passages", "160", "--queries", "20", "--rounds", "1"],
-    "profile_paths": ["--articles", "40", "--questions", "20"],
+    "encoder_backends": ["--passages", "96", "--queries", "10", "--rounds", "1"],
+    "profile_paths": ["--articles", "30", "--questions", "20", "--http-seconds", "8"],
 }
 FULL = {
     "query_latency": ["--rounds", "3"],
