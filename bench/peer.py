@@ -6,7 +6,8 @@
 Each system runs in its own child process, one after the other (Byline with the default encoder backend, the peer,
 then Byline with ``BYLINE_EMBEDDING_BACKEND=torch`` -- the same model runtime as the peer -- unless ``--no-torch``):
 
-- Byline: ``ingest.job.run_ingest`` into a fresh temporary index directory, then ``service.engine.Engine.search``
+- Byline: ``ingest.job.run_ingest`` into a fresh temporary index directory, then
+  ``service.answering.engine.Engine.search``
   with each question's ``date`` as ``as_of``.
 - Peer: Haystack (``haystack-ai`` + ``sentence-transformers-haystack``): DocumentSplitter (by word; sentence
   splitting needs NLTK data) -> SentenceTransformersDocumentEmbedder (title embedded as a meta field) ->
@@ -71,7 +72,7 @@ def worker_byline(subset: Path, scratch: Path, k: int) -> dict[str, Any]:
     from index.encoder import get_encoder
     from index.settings import get_settings
     from ingest.job import run_ingest
-    from service.engine import Engine
+    from service.answering.engine import Engine
 
     settings = get_settings()
     encoder = get_encoder()

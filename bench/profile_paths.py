@@ -37,8 +37,8 @@ from service_load import run_phase
 from index.encoder import get_encoder
 from index.settings import get_settings
 from ingest.job import run_ingest
-from service.engine import Engine
-from service.schemas import AskRequest
+from service.answering.engine import Engine
+from service.answering.schemas import AskRequest
 
 TOP = 6
 HTTP_CONCURRENCY = 4
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             profile(
                 "search (hybrid, k=10)",
                 run(lambda q, d: default.search(q, k=10, as_of=d)),
-                "service.engine.Engine.search",
+                "service.answering.engine.Engine.search",
             ),
         )
         record(
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             profile(
                 "ask (default)",
                 run(lambda q, d: default.ask(AskRequest(question=q, as_of=d))),
-                "service.engine.Engine.ask",
+                "service.answering.engine.Engine.ask",
             ),
         )
         record(
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             profile(
                 "ask (all-on: rerank=sentence)",
                 run(lambda q, d: all_on.ask(AskRequest(question=q, as_of=d))),
-                "service.engine.Engine.ask",
+                "service.answering.engine.Engine.ask",
             ),
         )
         record("http", http_profile(args.index, questions, args.http_seconds))

@@ -23,9 +23,9 @@ from _common import NEWS_INDEX, load_questions, machine_line, percentile, rss_mb
 
 from index.encoder import get_encoder
 from index.settings import get_settings
-from service.engine import Engine
-from service.schemas import AskRequest
-from service.sentence_cache import SentenceEmbeddingCache
+from service.answering.engine import Engine
+from service.answering.schemas import AskRequest
+from service.answering.sentence_cache import SentenceEmbeddingCache
 
 TARGET_P50_MS = 50.0
 TARGET_P95_MS = 150.0

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from eval.questions import load_questions
-from service.engine import Engine
-from service.schemas import AskRequest
+from service.answering.engine import Engine
+from service.answering.schemas import AskRequest
 
 
 def collect(engine: Engine, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from service.schemas import Source
+from service.answering.schemas import Source
 
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 

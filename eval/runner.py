@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from eval import metrics
 from eval.questions import QuestionItem, Turn, load_questions
-from service.schemas import Answer, AskRequest, ChatAnswer, ChatRequest, Quote
+from service.answering.schemas import Answer, AskRequest, ChatAnswer, ChatRequest, Quote
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -57,9 +57,9 @@ class InProcessBackend:
     """The engine and chat service in this process, over an index directory (``None``: the configured one)."""
 
     def __init__(self, index_root: Path | None = None, settings: Any = None, encoder: Any = None) -> None:
-        from service.chat import ChatService
-        from service.conversations import DB_NAME, ConversationStore
-        from service.engine import Engine
+        from service.answering.chat import ChatService
+        from service.answering.conversations import DB_NAME, ConversationStore
+        from service.answering.engine import Engine
 
         self.engine = Engine(settings=settings, index_root=index_root, encoder=encoder)
         self.target = str(self.engine.root)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, TextIO
 from index.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from service.engine import Engine
-    from service.schemas import Answer
+    from service.answering.engine import Engine
+    from service.answering.schemas import Answer
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -58,7 +58,7 @@ def serve_add_arguments(parser: argparse.ArgumentParser) -> None:
 def serve_run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.api import create_app
+    from service.web.api import create_app
 
     settings = _settings(args)
     app = create_app(settings)
@@ -80,7 +80,7 @@ def ask_add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _engine(settings: Settings) -> Engine:
-    from service.engine import Engine
+    from service.answering.engine import Engine
 
     return Engine(settings=settings)
 
@@ -89,7 +89,7 @@ def ask_run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from index.manifest import IndexError_
-    from service.schemas import AskRequest, Filters
+    from service.answering.schemas import AskRequest, Filters
 
     settings = _settings(args)
     question = " ".join(args.question).strip()
@@ -168,9 +168,9 @@ def chat_run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: Text
     from pydantic import ValidationError
 
     from index.manifest import IndexError_
-    from service.chat import ChatService
-    from service.conversations import ConversationNotFound, ConversationStore
-    from service.schemas import ChatRequest, Filters
+    from service.answering.chat import ChatService
+    from service.answering.conversations import ConversationNotFound, ConversationStore
+    from service.answering.schemas import ChatRequest, Filters
 
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.answer import ABSTENTION, markers, validate_markers
-from service.schemas import AskRequest
+from service.answering.answer import ABSTENTION, markers, validate_markers
+from service.answering.schemas import AskRequest
 from tests.conftest import SEED_QUESTION
 
 
@@ -20,7 +20,7 @@ def test_validate_markers_drops_numbers_that_point_nowhere() -> None:
 
 @pytest.fixture(scope="module")
 def engine(seed_index: Path, encoder):
-    from service.engine import Engine
+    from service.answering.engine import Engine
 
     return Engine(index_root=seed_index, encoder=encoder)
 

@@ -34,14 +34,14 @@ def sse_events(text: str) -> list[tuple[str, object]]:
 
 @pytest.fixture(scope="module")
 def engine(sample_index: Path, encoder):
-    from service.engine import Engine
+    from service.answering.engine import Engine
 
     return Engine(index_root=sample_index, encoder=encoder)
 
 
 @pytest.fixture(scope="module")
 def base_url(engine) -> Iterator[str]:
-    from service.api import create_app
+    from service.web.api import create_app
 
     with running_server(create_app(engine=engine)) as url:
         yield url
@@ -166,8 +166,8 @@ def test_chat_streams_with_the_conversation_in_meta(client: httpx.Client) -> Non
 
 
 def test_seed_follow_up_names_pashinyan(seed_index: Path, encoder) -> None:
-    from service.api import create_app
-    from service.engine import Engine
+    from service.answering.engine import Engine
+    from service.web.api import create_app
 
     engine = Engine(index_root=seed_index, encoder=encoder)
     with running_server(create_app(engine=engine)) as url, httpx.Client(base_url=url, timeout=60) as http:
@@ -232,7 +232,7 @@ def test_body_size_limit(client: httpx.Client) -> None:
 
 
 def test_api_keys(engine) -> None:
-    from service.api import create_app
+    from service.web.api import create_app
 
     settings = Settings(api_keys=["key-one", "key-two"], rate_limit_per_minute=1000)
     with running_server(create_app(settings, engine)) as url, httpx.Client(base_url=url, timeout=60) as http:
@@ -252,7 +252,7 @@ def test_api_keys(engine) -> None:
 
 
 def test_rate_limit(engine) -> None:
-    from service.api import create_app
+    from service.web.api import create_app
 
     app = create_app(Settings(rate_limit_per_minute=3), engine)
     with running_server(app) as url, httpx.Client(base_url=url, timeout=60) as http:
@@ -265,7 +265,7 @@ def test_rate_limit(engine) -> None:
 
 
 def test_cors(engine) -> None:
-    from service.api import create_app
+    from service.web.api import create_app
 
     settings = Settings(cors_origins=["https://reader.example"])
     with running_server(create_app(settings, engine)) as url, httpx.Client(base_url=url, timeout=60) as http:
@@ -359,7 +359,7 @@ def test_page_is_served(client: httpx.Client) -> None:
 
 
 def test_not_ready_until_an_index_is_published(tmp_path: Path, sample_index: Path, encoder) -> None:
-    from service.api import create_app
+    from service.web.api import create_app
 
     root = tmp_path / "index"
     settings = Settings(index_dir=root, reload_check_s=0.1)
@@ -378,8 +378,8 @@ def test_not_ready_until_an_index_is_published(tmp_path: Path, sample_index: Pat
 
 def test_hot_reload_swaps_versions_and_keeps_the_old_one_on_error(tmp_path: Path, sample_index: Path, encoder) -> None:
     from ingest.job import run_ingest
-    from service.api import create_app
-    from service.engine import Engine
+    from service.answering.engine import Engine
+    from service.web.api import create_app
 
     root = tmp_path / "index"
     shutil.copytree(sample_index, root, ignore=shutil.ignore_patterns("conversations.sqlite*"))

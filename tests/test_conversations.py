@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from service.conversations import (
+from service.answering.conversations import (
     DB_NAME,
     ConversationNotFound,
     ConversationStore,
     new_conversation_id,
     valid_conversation_id,
 )
-from service.schemas import Answer, ChatRequest, Quote, Source
+from service.answering.schemas import Answer, ChatRequest, Quote, Source
 
 
 def make_answer(question: str, text: str = "An answer. [1]", article_id: str = "a1", quote: str = "A quote.") -> Answer:
@@ -155,13 +155,13 @@ def test_history_for_followups_is_bounded_in_tokens(store: ConversationStore) ->
 
 @pytest.fixture(scope="module")
 def engine(sample_index: Path, encoder):
-    from service.engine import Engine
+    from service.answering.engine import Engine
 
     return Engine(index_root=sample_index, encoder=encoder)
 
 
 def test_chat_service_creates_follows_up_and_persists(engine, sample_index: Path) -> None:
-    from service.chat import ChatService
+    from service.answering.chat import ChatService
 
     store = ConversationStore.at_index_root(sample_index)
     service = ChatService(engine, store)

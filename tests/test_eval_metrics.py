@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eval import metrics
-from service.schemas import Quote, Source
+from service.answering.schemas import Quote, Source
 
 ARTICLE = "Russia and Armenia are allies. Trade is roughly 26 percent. Peacekeepers did not act."
 TEXTS = {"a1": ARTICLE}
@@ -186,7 +186,7 @@ def test_percentiles() -> None:
 
 
 def test_a_huge_marker_is_not_a_source_number() -> None:
-    from service.answer import markers
+    from service.answering.answer import markers
 
     huge = "[" + "9" * 5000 + "]"
     assert metrics.citation_markers(f"Text {huge} [2].") == [2]

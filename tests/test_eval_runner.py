@@ -11,7 +11,7 @@ from conftest import SEED_QUESTION
 
 from eval import runner
 from eval.questions import QuestionItem, Turn, parse_lines
-from service.schemas import Answer, AskRequest, ChatAnswer, ChatRequest, Passage, Quote, Source
+from service.answering.schemas import Answer, AskRequest, ChatAnswer, ChatRequest, Passage, Quote, Source
 
 ARTICLE = (
     "Pashinyan said the systems of external security are ineffective. "
@@ -274,8 +274,8 @@ def test_runner_over_http_gives_the_same_answers(seed_index: Path, encoder, tmp_
     """--url mode through the real app (public API only) agrees with the in-process run, turn by turn."""
     from fastapi.testclient import TestClient
 
-    from service.api import create_app
-    from service.engine import Engine
+    from service.answering.engine import Engine
+    from service.web.api import create_app
 
     items = parse_lines([json.dumps(item) for item in E2E_QUESTIONS])
     local = runner.InProcessBackend(seed_index, encoder=encoder)

@@ -325,8 +325,8 @@ def copy_index(source: Path, target: Path) -> Path:
 
 
 def test_publishing_under_live_traffic_never_mixes_versions(tmp_path: Path, sample_index: Path, encoder) -> None:
-    from service.api import create_app
-    from service.engine import Engine
+    from service.answering.engine import Engine
+    from service.web.api import create_app
 
     root = copy_index(sample_index, tmp_path / "index")
     settings = Settings(index_dir=root, reload_check_s=0.05, rate_limit_per_minute=1_000_000)
@@ -407,8 +407,8 @@ def delete(path: Path) -> None:
 
 
 def test_corrupt_files_in_a_new_version_are_refused_at_reload(tmp_path: Path, sample_index: Path, encoder) -> None:
-    from service.api import create_app
-    from service.engine import Engine
+    from service.answering.engine import Engine
+    from service.web.api import create_app
 
     root = copy_index(sample_index, tmp_path / "index")
     settings = Settings(index_dir=root, reload_check_s=0.05, rate_limit_per_minute=1_000_000)
@@ -512,8 +512,8 @@ def raw_request(url: str, method: str, path: str) -> tuple[int, str, bytes]:
 
 
 def test_path_like_parameters_cannot_reach_files(sample_index: Path, encoder) -> None:
-    from service.api import create_app
-    from service.engine import Engine
+    from service.answering.engine import Engine
+    from service.web.api import create_app
 
     engine = Engine(index_root=sample_index, encoder=encoder)
     secrets = [b"root:x:0:0", b"SQLite format 3", b"def create_app", b"[project]", b"[fonts]"]

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from service.followup import FollowupResolver, HistoryTurn, Resolution, entities, resolve_followup
-from service.schemas import Answer, Quote, Source
+from service.answering.followup import FollowupResolver, HistoryTurn, Resolution, entities, resolve_followup
+from service.answering.schemas import Answer, Quote, Source
 
 SEED_QUESTION = "Why does Pashinyan say Russia failed Armenia?"
 SEED_QUOTES = (

@@ -20,8 +20,8 @@ import pytest
 from conftest import SAMPLES, SEED_FILE, SEED_QUESTION, need
 
 from index.settings import Settings
-from service.answer import Composed, markers
-from service.generate import (
+from service.answering.answer import Composed, markers
+from service.answering.generate import (
     INSTRUCTION,
     SYSTEM,
     WITHHELD,
@@ -31,7 +31,7 @@ from service.generate import (
     build_messages,
     split_answer,
 )
-from service.schemas import AnswerSentence, AskRequest, Quote, Source
+from service.answering.schemas import AnswerSentence, AskRequest, Quote, Source
 
 BIKE_FILE = SAMPLES / "millbrook-council-bike-lanes.txt"
 
@@ -201,13 +201,13 @@ def fake_llm(behaviour: str, reply: str = "") -> Iterator[tuple[str, list[dict]]
 
 @pytest.fixture(scope="module")
 def extractive(seed_index: Path, encoder):
-    from service.engine import Engine
+    from service.answering.engine import Engine
 
     return Engine(index_root=seed_index, encoder=encoder)
 
 
 def llm_engine(seed_index: Path, encoder, url: str, timeout: float = 5.0):
-    from service.engine import Engine
+    from service.answering.engine import Engine
 
     settings = Settings(llm_base_url=url, llm_model="test-model", llm_api_key="k-123", llm_timeout_s=timeout)
     return Engine(settings=settings, index_root=seed_index, encoder=encoder)

@@ -17,8 +17,8 @@ SAMPLE_QUESTION = "How did the Millbrook council vote on the bike lanes?"
 
 @pytest.fixture(scope="module")
 def base_url(sample_index: Path, encoder) -> Iterator[str]:
-    from service.api import create_app
-    from service.engine import Engine
+    from service.answering.engine import Engine
+    from service.web.api import create_app
 
     engine = Engine(index_root=sample_index, encoder=encoder)
     with running_server(create_app(Settings(api_keys=["sk-test"]), engine)) as url:
@@ -99,8 +99,8 @@ def test_errors_come_back_as_openai_errors(base_url: str, client: openai.OpenAI)
 
 
 def test_seed_follow_up_through_the_openai_client(seed_index: Path, encoder) -> None:
-    from service.api import create_app
-    from service.engine import Engine
+    from service.answering.engine import Engine
+    from service.web.api import create_app
 
     engine = Engine(index_root=seed_index, encoder=encoder)
     with running_server(create_app(engine=engine)) as url:

@@ -37,7 +37,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def engine(seed_index: Path, encoder):
-    from service.engine import Engine
+    from service.answering.engine import Engine
 
     return Engine(index_root=seed_index, encoder=encoder)
 
@@ -51,7 +51,7 @@ def ask(page, question: str, answers_before: int) -> None:  # noqa: ANN001 - pla
 
 
 def test_ask_follow_up_and_open_a_citation(browser, engine, tmp_path: Path) -> None:  # noqa: ANN001
-    from service.api import create_app
+    from service.web.api import create_app
 
     with running_server(create_app(engine=engine)) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -119,7 +119,7 @@ def test_ask_follow_up_and_open_a_citation(browser, engine, tmp_path: Path) -> N
 
 
 def test_api_key_errors_and_an_unreachable_service(browser, engine) -> None:  # noqa: ANN001
-    from service.api import create_app
+    from service.web.api import create_app
 
     app = create_app(Settings(api_keys=["page-key"]), engine)
     page = browser.new_page()
@@ -147,8 +147,8 @@ def test_markup_in_an_article_is_shown_as_text_never_run(browser, encoder, tmp_p
     import json
 
     from ingest.job import run_ingest
-    from service.api import create_app
-    from service.engine import Engine
+    from service.answering.engine import Engine
+    from service.web.api import create_app
 
     folder = tmp_path / "articles"
     folder.mkdir()
@@ -184,7 +184,7 @@ def test_markup_in_an_article_is_shown_as_text_never_run(browser, encoder, tmp_p
 
 def test_api_reference_page_renders_without_a_network(browser, engine) -> None:  # noqa: ANN001
     """/docs uses Swagger UI's files from the installed package; every request the page makes stays on our server."""
-    from service.api import create_app
+    from service.web.api import create_app
 
     app = create_app(Settings(), engine)
     page = browser.new_page()

@@ -17,7 +17,7 @@ from ingest.chunker import ChunkerConfig, chunk_header, chunk_text
 from ingest.cleaner import clean
 from ingest.job import to_article
 from ingest.readers import Skipped, iter_articles
-from service.answer import markers, validate_markers
+from service.answering.answer import markers, validate_markers
 
 # Characters that break naive text handling: bidi controls, zero-width characters, BOM, combining marks,
 # emoji with joiners and variation selectors, odd line and paragraph separators, NUL and C1 controls.

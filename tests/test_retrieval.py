@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.retrieval import Candidate, diversify, fuse
+from service.answering.retrieval import Candidate, diversify, fuse
 
 
 def test_reciprocal_rank_fusion_arithmetic() -> None:
@@ -35,7 +35,7 @@ def test_diversity_caps_passages_per_article() -> None:
 def engine(tmp_path_factory: pytest.TempPathFactory, encoder):
     """Three dated articles from two publications, written for this test."""
     from ingest.job import run_ingest
-    from service.engine import Engine
+    from service.answering.engine import Engine
 
     folder = tmp_path_factory.mktemp("dated")
     records = [
@@ -84,7 +84,7 @@ def test_as_of_never_uses_later_articles(engine) -> None:
 
 
 def test_explicit_filters_apply_before_ranking(engine) -> None:
-    from service.schemas import Filters
+    from service.answering.schemas import Filters
 
     res = engine.search("harbor pier", k=1, filters=Filters(sources=["bayherald.example"]), as_of=date(2024, 1, 1))
     assert ids(res) == ["harbor-oct"]  # k=1 still finds the filtered article: filtering is not post-truncation

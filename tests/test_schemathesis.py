@@ -22,8 +22,8 @@ MAX_EXAMPLES = 15  # per operation and generation mode
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory, sample_index: Path, encoder) -> Iterator[str]:
-    from service.api import create_app
-    from service.engine import Engine
+    from service.answering.engine import Engine
+    from service.web.api import create_app
 
     root = tmp_path_factory.mktemp("schemathesis") / "index"
     shutil.copytree(sample_index, root, ignore=shutil.ignore_patterns("conversations.sqlite*"))

@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from index.models import Span, is_safe_id
 from index.reader import LoadedIndex
-from service.deps import EngineDep, IndexDep, SettingsDep, check_question
-from service.routes.v1 import v1_router
-from service.schemas import ErrorResponse, Filters, SearchResponse
+from service.answering.schemas import ErrorResponse, Filters, SearchResponse
+from service.web.deps import EngineDep, IndexDep, SettingsDep, check_question
+from service.web.routes.v1 import v1_router
 
 
 class ArticleSummary(BaseModel):

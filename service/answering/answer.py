@@ -16,9 +16,9 @@ import numpy as np
 from index import bm25
 from index.reader import LoadedIndex
 from index.settings import Settings
-from service.retrieval import Candidate
-from service.schemas import AnswerSentence, Quote, Related, Source
-from service.sentence_cache import SentenceEmbeddingCache
+from service.answering.retrieval import Candidate
+from service.answering.schemas import AnswerSentence, Quote, Related, Source
+from service.answering.sentence_cache import SentenceEmbeddingCache
 
 ABSTENTION = "The corpus does not say. None of the indexed articles answers this question"
 _MARKER = re.compile(r"\s*\[(\d+)\]")

@@ -12,9 +12,9 @@ from fastapi import Depends, HTTPException, Request
 
 from index.reader import LoadedIndex
 from index.settings import Settings
-from service.chat import ChatService
-from service.engine import Engine
-from service.state import ServiceState
+from service.answering.chat import ChatService
+from service.answering.engine import Engine
+from service.web.state import ServiceState
 
 
 def get_state(request: Request) -> ServiceState:

@@ -20,8 +20,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from index.tokens import count_tokens
-from service.followup import HistoryTurn
-from service.schemas import Answer
+from service.answering.followup import HistoryTurn
+from service.answering.schemas import Answer
 
 DB_NAME = "conversations.sqlite"
 SCHEMA_VERSION = 1

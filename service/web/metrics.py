@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from service.schemas import Answer
+from service.answering.schemas import Answer
 
 
 class Metrics:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.manifest import IndexError_
-from service.conversations import ConversationNotFound
+from service.answering.conversations import ConversationNotFound
 
 log = logging.getLogger("byline.service")
 

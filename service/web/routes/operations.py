@@ -9,8 +9,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from service.deps import StateDep, not_ready
-from service.schemas import ErrorResponse
+from service.answering.schemas import ErrorResponse
+from service.web.deps import StateDep, not_ready
 
 
 class Health(BaseModel):

@@ -2,14 +2,14 @@
 
 This module only assembles the app; each job lives in a module of its own:
 
-- ``service.state``: the engine, chat service and conversation store of one app, and the index reloader;
-- ``service.deps``: ``Annotated`` dependencies for routes (``StateDep``, ``SettingsDep``, ``EngineDep``,
+- ``service.web.state``: the engine, chat service and conversation store of one app, and the index reloader;
+- ``service.web.deps``: ``Annotated`` dependencies for routes (``StateDep``, ``SettingsDep``, ``EngineDep``,
   ``ChatDep``, ``IndexDep``);
-- ``service.security`` / ``service.ratelimit``: the ``/v1`` guard (API key, rate limit);
-- ``service.middleware``: body limit, access log, safety headers; ``service.metrics``: Prometheus;
-- ``service.errors``: exception handlers; ``service.sse``: server-sent events;
-- ``service.openai_compat``: the OpenAI chat-completions format;
-- ``service.routes``: the routes by area (answers, articles, openai under ``/v1``; operations, page).
+- ``service.web.security`` / ``service.web.ratelimit``: the ``/v1`` guard (API key, rate limit);
+- ``service.web.middleware``: body limit, access log, safety headers; ``service.web.metrics``: Prometheus;
+- ``service.web.errors``: exception handlers; ``service.web.sse``: server-sent events;
+- ``service.web.openai_compat``: the OpenAI chat-completions format;
+- ``service.web.routes``: the routes by area (answers, articles, openai under ``/v1``; operations, page).
 
 The engine does blocking CPU work, so every engine call runs in the threadpool. Errors are always JSON
 ``{"detail": ...}``: 401 (API key), 404 (unknown article or conversation), 413 (body too large), 422
@@ -30,12 +30,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from index.settings import Settings, get_settings
-from service.engine import Engine
-from service.errors import add_exception_handlers
-from service.middleware import AccessMiddleware, BodyLimitMiddleware, access_log
-from service.routes import answers, articles, docs, openai, operations, page
-from service.routes.page import STATIC_DIR
-from service.state import ServiceState
+from service.answering.engine import Engine
+from service.web.errors import add_exception_handlers
+from service.web.middleware import AccessMiddleware, BodyLimitMiddleware, access_log
+from service.web.routes import answers, articles, docs, openai, operations, page
+from service.web.routes.page import STATIC_DIR
+from service.web.state import ServiceState
 
 __all__ = ["create_app"]
 

@@ -8,16 +8,16 @@ from dataclasses import dataclass
 
 from index.reader import LoadedIndex
 from index.settings import Settings
-from service.conversations import (
+from service.answering.conversations import (
     Conversation,
     ConversationNotFound,
     ConversationStore,
     history_tokens,
     new_conversation_id,
 )
-from service.engine import Engine
-from service.followup import FollowupResolver, HistoryTurn, Resolution
-from service.schemas import Answer, AskRequest, ChatAnswer, ChatRequest
+from service.answering.engine import Engine
+from service.answering.followup import FollowupResolver, HistoryTurn, Resolution
+from service.answering.schemas import Answer, AskRequest, ChatAnswer, ChatRequest
 
 SOURCES_FOOTER = "Sources:"
 _FOOTER_LINE = re.compile(r"^\[(\d+)\]\s+(?P<title>.+?)(?:\s+\u2014\s+.*)?$")

@@ -8,8 +8,9 @@ import uuid
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import ChatDep, SettingsDep, StateDep, check_question
-from service.openai_compat import (
+from service.answering.schemas import AskRequest
+from service.web.deps import ChatDep, SettingsDep, StateDep, check_question
+from service.web.openai_compat import (
     MODEL_ID,
     ChatCompletion,
     ChatCompletionRequest,
@@ -22,9 +23,8 @@ from service.openai_compat import (
     completion_usage,
     split_messages,
 )
-from service.routes.v1 import v1_router
-from service.schemas import AskRequest
-from service.sse import event_stream
+from service.web.routes.v1 import v1_router
+from service.web.sse import event_stream
 
 router = v1_router()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from service.conversations import Conversation
-from service.deps import ChatDep, EngineDep, SettingsDep, StateDep, check_question
-from service.routes.v1 import v1_router
-from service.schemas import Answer, AskRequest, ChatAnswer, ChatRequest, ErrorResponse
-from service.sse import answer_events, event_stream
+from service.answering.conversations import Conversation
+from service.answering.schemas import Answer, AskRequest, ChatAnswer, ChatRequest, ErrorResponse
+from service.web.deps import ChatDep, EngineDep, SettingsDep, StateDep, check_question
+from service.web.routes.v1 import v1_router
+from service.web.sse import answer_events, event_stream
 
 SSE_DOC = (
     'With `"stream": true` the answer comes as server-sent events (`text/event-stream`): `meta` '

@@ -15,9 +15,9 @@ from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from index.tokens import count_tokens
-from service.chat import sources_footer
-from service.schemas import Answer, Filters
-from service.sse import sse, text_pieces
+from service.answering.chat import sources_footer
+from service.answering.schemas import Answer, Filters
+from service.web.sse import sse, text_pieces
 
 MODEL_ID = "byline"
 

@@ -20,13 +20,13 @@ from index.manifest import EmbeddingInfo, IndexError_
 from index.publish import current_version
 from index.reader import LoadedIndex, load_index
 from index.settings import Settings, get_settings
-from service import query as query_parsing
-from service.answer import compose, validate_markers
-from service.generate import GenerationError, Generator
-from service.rerank import make_reranker
-from service.retrieval import Candidate, Preferences, RetrievalFilters, Retriever
-from service.schemas import Answer, AskRequest, Filters, Passage, SearchResponse, Timings
-from service.sentence_cache import SentenceEmbeddingCache
+from service.answering import query as query_parsing
+from service.answering.answer import compose, validate_markers
+from service.answering.generate import GenerationError, Generator
+from service.answering.rerank import make_reranker
+from service.answering.retrieval import Candidate, Preferences, RetrievalFilters, Retriever
+from service.answering.schemas import Answer, AskRequest, Filters, Passage, SearchResponse, Timings
+from service.answering.sentence_cache import SentenceEmbeddingCache
 
 log = logging.getLogger("byline.engine")
 

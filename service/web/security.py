@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from service.deps import StateDep
+from service.web.deps import StateDep
 
 bearer_scheme = HTTPBearer(auto_error=False, description="API key as a bearer token (when keys are configured).")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (when keys are configured).")

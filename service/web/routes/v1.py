@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from service.schemas import ErrorResponse
-from service.security import guard
+from service.answering.schemas import ErrorResponse
+from service.web.security import guard
 
 API_PREFIX = "/v1"
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

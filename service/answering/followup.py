@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from service.schemas import Answer
+from service.answering.schemas import Answer
 
 log = logging.getLogger("byline.followup")
 

@@ -11,8 +11,8 @@ import numpy as np
 
 from index.reader import LoadedIndex
 from index.settings import Settings
-from service.retrieval import Candidate
-from service.sentence_cache import SentenceEmbeddingCache
+from service.answering.retrieval import Candidate
+from service.answering.sentence_cache import SentenceEmbeddingCache
 
 
 class SentenceReranker:

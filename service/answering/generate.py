@@ -34,7 +34,7 @@ The support rule (``support``), for a generated sentence ``g`` (markers stripped
 - ``dense``: the max cosine between the embedding of ``g`` and the embeddings of the sentences of ``p`` (the
   project's encoder, all-MiniLM-L6-v2, normalised vectors).
 - ``overlap``: the largest share of ``g``'s content words (stemmed, stopwords removed:
-  ``service.answer.content_words``) found in two consecutive sentences of ``p`` (local, so that a long passage
+  ``service.answering.answer.content_words``) found in two consecutive sentences of ``p`` (local, so that a long passage
   does not supply every word from different places).
 - ``numbers_ok``: every number in ``g`` appears in ``p`` (a changed figure or date barely moves an embedding).
 - ``names_ok``: every capitalised word of ``g`` after its first word starts (first five letters) a word of ``p``
@@ -62,8 +62,8 @@ import numpy as np
 from index.encoder import Encoder
 from index.settings import Settings
 from ingest.sentences import split_sentences
-from service.answer import Composed, content_words, validate_markers
-from service.schemas import AnswerSentence, Source
+from service.answering.answer import Composed, content_words, validate_markers
+from service.answering.schemas import AnswerSentence, Source
 
 log = logging.getLogger("byline.generate")
 

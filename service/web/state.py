@@ -9,11 +9,11 @@ import threading
 from starlette.concurrency import run_in_threadpool
 
 from index.settings import Settings
-from service.chat import ChatService
-from service.conversations import ConversationStore
-from service.engine import Engine
-from service.metrics import Metrics
-from service.ratelimit import RateLimiter
+from service.answering.chat import ChatService
+from service.answering.conversations import ConversationStore
+from service.answering.engine import Engine
+from service.web.metrics import Metrics
+from service.web.ratelimit import RateLimiter
 
 log = logging.getLogger("byline.service")
 

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 
-from service.schemas import Answer
+from service.answering.schemas import Answer
 
 log = logging.getLogger("byline.service")
 
