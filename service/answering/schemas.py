@@ -56,6 +56,17 @@ class Source(BaseModel):
     passage_end: int
 
 
+class ShortAnswer(BaseModel):
+    """The answer in a few words: an exact span of a cited sentence (``article_text[start:end] == text``)."""
+
+    text: str
+    source: int = Field(description="The source number (1-based) whose article holds the span.")
+    article_id: str
+    start: int = Field(description="Character offset in the article's cleaned text.")
+    end: int
+    kind: str = Field(description="What the question asked for: number, date, person, place, organisation, thing.")
+
+
 class AnswerSentence(BaseModel):
     text: str
     citations: list[int] = Field(description="Source numbers (1-based) supporting this sentence.")
@@ -98,6 +109,9 @@ class Answer(BaseModel):
     question: str
     standalone_question: str = Field(description="The self-contained question actually searched.")
     answer: str = Field(description="Answer text with inline [n] markers, or the abstention message.")
+    short_answer: ShortAnswer | None = Field(
+        default=None, description="For a factual question: the answer in a few words, quoted from a cited sentence."
+    )
     sentences: list[AnswerSentence] = Field(default_factory=list)
     sources: list[Source] = Field(default_factory=list)
     related: list[Related] = Field(default_factory=list, description="Closest articles when abstaining.")
@@ -108,6 +122,7 @@ class Answer(BaseModel):
         default_factory=dict, description="What the confidence is made of: best sentence cosine, evidence coverage."
     )
     mode: Literal["extractive", "generated"] = "extractive"
+    reader: str = Field(default="", description="The reading stage that chose the sentences (see settings.reader).")
     fallback_reason: str | None = Field(default=None, description="Why a language-model answer was not used.")
     as_of: date
     filters: Filters = Field(default_factory=Filters, description="Filters applied (hard: nothing else is used).")
