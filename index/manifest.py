@@ -26,7 +26,12 @@ class EmbeddingInfo(BaseModel):
     normalized: bool = True
 
 
+CHUNKER_VERSION = 2
+"""1: sentence-bounded chunks. 2: headings marked in each chunk, and a vector per sentence from the chunk pass."""
+
+
 class ChunkingInfo(BaseModel):
+    version: int = Field(default=1, description="Chunker version (CHUNKER_VERSION) that built the index.")
     target_tokens: int
     max_tokens: int
     overlap_sentences: int

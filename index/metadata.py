@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     "end" INTEGER NOT NULL,
     text TEXT NOT NULL,
     sentences TEXT NOT NULL,
-    n_tokens INTEGER NOT NULL
+    n_tokens INTEGER NOT NULL,
+    headings TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id, ordinal);
 """
@@ -80,9 +81,22 @@ def write_article(conn: sqlite3.Connection, article: Article) -> None:
 
 def write_chunks(conn: sqlite3.Connection, chunks: Iterable[Chunk]) -> None:
     conn.executemany(
-        'INSERT INTO chunks (id, article_id, ordinal, start, "end", text, sentences, n_tokens) '
-        "VALUES (?,?,?,?,?,?,?,?)",
-        ((c.id, c.article_id, c.ordinal, c.start, c.end, c.text, json.dumps(c.sentences), c.n_tokens) for c in chunks),
+        'INSERT INTO chunks (id, article_id, ordinal, start, "end", text, sentences, n_tokens, headings) '
+        "VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            (
+                c.id,
+                c.article_id,
+                c.ordinal,
+                c.start,
+                c.end,
+                c.text,
+                json.dumps(c.sentences),
+                c.n_tokens,
+                json.dumps(c.headings),
+            )
+            for c in chunks
+        ),
     )
 
 
@@ -131,8 +145,10 @@ def get_article(conn: sqlite3.Connection, article_id: str) -> Article | None:
 
 
 def iter_chunks(conn: sqlite3.Connection) -> Iterator[Chunk]:
-    query = 'SELECT id, article_id, ordinal, start, "end", text, sentences, n_tokens FROM chunks ORDER BY id'
-    for cid, aid, ordinal, start, end, text, sentences, n_tokens in conn.execute(query):
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(chunks)")}
+    headings_column = "headings" if "headings" in columns else "'[]'"  # indexes of chunker version 1 have none
+    query = f'SELECT id, article_id, ordinal, start, "end", text, sentences, n_tokens, {headings_column} FROM chunks'
+    for cid, aid, ordinal, start, end, text, sentences, n_tokens, headings in conn.execute(query + " ORDER BY id"):
         yield Chunk(
             id=cid,
             article_id=aid,
@@ -142,6 +158,7 @@ def iter_chunks(conn: sqlite3.Connection) -> Iterator[Chunk]:
             text=text,
             sentences=[tuple(s) for s in json.loads(sentences)],
             n_tokens=n_tokens,
+            headings=[tuple(s) for s in json.loads(headings)],
         )
 
 

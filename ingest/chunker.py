@@ -4,7 +4,8 @@ Every chunk is a contiguous slice of the cleaned article text (``text[start:end]
 whole sentences, with ``overlap`` sentences shared with the previous chunk. A sentence too long for any
 chunk is cut on a clause boundary (``; : , —``) or, failing that, between words. The embedded form of a
 chunk is ``header + text`` and it always fits the model's maximum sequence length, so nothing is
-silently truncated.
+silently truncated. Headings and subheadings (``ingest.headings``) stay in the chunks, for retrieval and
+display, and are listed in ``headings`` so that answers never quote them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+from ingest.headings import heading_spans
 from ingest.sentences import split_sentences
 
 Span = tuple[int, int]
@@ -41,6 +43,7 @@ class DraftChunk:
     text: str
     sentences: list[Span]
     n_tokens: int
+    headings: tuple[Span, ...] = ()
 
 
 def chunk_header(title: str, source: str | None, published: date | None) -> str:
@@ -114,6 +117,7 @@ def chunk_text(
         sentences.extend(_split_long(text, span, fits))
     if not sentences:
         return []
+    headings = set(heading_spans(text, sentences))
     pieces = [text[s:e] for s, e in sentences]
     tokens = [count_tokens(p) for p in pieces]
     wordpieces = count_wordpieces(pieces)
@@ -141,6 +145,7 @@ def chunk_text(
                 text=body,
                 sentences=sentences[i:j],
                 n_tokens=count_tokens(body),
+                headings=tuple(s for s in sentences[i:j] if s in headings),
             )
         )
         if j >= len(sentences):

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from index import bm25, vectors
+from index import bm25, sentence_vectors, vectors
 from index.encoder import Encoder, get_encoder
 from index.manifest import (
+    CHUNKER_VERSION,
     MANIFEST,
     ChunkingInfo,
     EmbeddingInfo,
@@ -104,6 +105,7 @@ def chunker_config(settings: Settings, encoder: Encoder) -> ChunkerConfig:
 
 def chunking_info(settings: Settings, config: ChunkerConfig) -> ChunkingInfo:
     return ChunkingInfo(
+        version=CHUNKER_VERSION,
         target_tokens=config.target_tokens,
         max_tokens=config.max_tokens,
         overlap_sentences=config.overlap_sentences,
@@ -218,6 +220,7 @@ def run_ingest(
     next_id = previous.next_chunk_id if previous else 1
     new_chunks: list[Chunk] = []
     embed_texts: list[str] = []
+    embed_spans: list[list[tuple[int, int]]] = []  # each sentence's span in its embedded text (header + chunk)
     for article in changed:
         header = chunk_header(article.title, article.source, article.published)
         for draft in chunk_text(article.text, header, config, count_tokens, encoder.count_wordpieces):
@@ -231,16 +234,24 @@ def run_ingest(
                     text=draft.text,
                     sentences=draft.sentences,
                     n_tokens=draft.n_tokens,
+                    headings=list(draft.headings),
                 )
             )
             embed_texts.append(header + draft.text)
+            shift = len(header) - draft.start
+            embed_spans.append([(start + shift, end + shift) for start, end in draft.sentences])
             next_id += 1
     embed_started = time.perf_counter()
     new_vectors = np.zeros((len(embed_texts), embedding.dimension), dtype=np.float32)
+    new_sentence_vectors: list[np.ndarray] = []
     with tqdm(total=len(embed_texts), desc="embedding", unit=" chunks", disable=not progress) as bar:
         for offset in range(0, len(embed_texts), EMBED_BLOCK):
             block = embed_texts[offset : offset + EMBED_BLOCK]
-            new_vectors[offset : offset + len(block)] = encoder.embed(block, settings.embed_batch_size)
+            chunk_vectors, per_sentence = encoder.embed_with_spans(
+                block, embed_spans[offset : offset + EMBED_BLOCK], settings.embed_batch_size
+            )
+            new_vectors[offset : offset + len(block)] = chunk_vectors
+            new_sentence_vectors.extend(per_sentence)
             bar.update(len(block))
     summary.embed_seconds = time.perf_counter() - embed_started
     summary.chunks_embedded = len(new_chunks)
@@ -257,6 +268,7 @@ def run_ingest(
             drop=replaced + removed,
             new_chunks=new_chunks,
             new_vectors=new_vectors,
+            new_sentence_vectors=new_sentence_vectors,
             settings=settings,
             embedding=embedding,
             chunking=chunking,
@@ -287,6 +299,7 @@ def _write_version(
     drop: list[str],
     new_chunks: list[Chunk],
     new_vectors: np.ndarray,
+    new_sentence_vectors: list[np.ndarray],
     settings: Settings,
     embedding: EmbeddingInfo,
     chunking: ChunkingInfo,
@@ -297,9 +310,11 @@ def _write_version(
         shutil.copyfile(previous_dir / METADATA, db_path)
         old_ids = np.load(previous_dir / VECTOR_IDS)
         old_vectors = np.load(previous_dir / VECTOR_DATA)
+        old_rows, old_sentences = sentence_vectors.load_previous(previous_dir, len(old_ids), embedding.dimension)
     else:
         old_ids = np.zeros(0, dtype=np.int64)
         old_vectors = np.zeros((0, embedding.dimension), dtype=np.float32)
+        old_rows, old_sentences = sentence_vectors.load_previous(staging, 0, embedding.dimension)
 
     conn = connect(db_path)
     try:
@@ -323,6 +338,10 @@ def _write_version(
     matrix = np.concatenate([old_vectors[keep], new_vectors]).astype(np.float32)
     np.save(staging / VECTOR_IDS, ids)
     np.save(staging / VECTOR_DATA, matrix)
+    sentence_matrix, sentence_rows = sentence_vectors.merge(
+        old_rows, old_sentences, keep, new_sentence_vectors, embedding.dimension
+    )
+    sentence_vectors.save(staging, sentence_matrix, sentence_rows)
     info = vectors.choose_kind(len(ids), settings.ann_threshold)
     index = vectors.build(matrix, ids, info, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction)
     vectors.save(index, staging / VECTORS)
