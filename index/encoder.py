@@ -126,6 +126,8 @@ class Encoder:
     def count_wordpieces(self, texts: list[str]) -> list[int]:
         if not texts:
             return []
+        if self._onnx is not None:
+            return self._onnx.tokenizer.count(texts)
         encoded = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
@@ -144,6 +146,55 @@ class Encoder:
                     show_progress_bar=False,
                 )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_with_spans(
+        self,
+        texts: list[str],
+        spans: list[list[tuple[int, int]]],
+        batch_size: int = 32,
+        *,
+        special_tokens: bool = False,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """:meth:`embed`'s vectors (same values, same batches) and, per text, one vector per character span.
+
+        ``spans[i]`` are ``(start, end)`` character offsets into ``texts[i]`` as given. A span's vector is the
+        L2-normalised mean of the token embeddings whose character ranges overlap it (plus [CLS] and [SEP] when
+        ``special_tokens``; see :func:`index.onnx_backend.pool_spans`), from the same forward pass as the text
+        vector: no extra encoder call, and the sentence's tokens carry their context. A span that holds no token
+        (empty, or past the model's truncation) gets the text's own vector.
+        Returns ``(len(texts) x dim float32, [len(spans[i]) x dim float32])``.
+        """
+        if len(spans) != len(texts):
+            raise EncoderError(f"{len(texts)} texts but {len(spans)} span lists")
+        if not texts:
+            return np.zeros((0, self.info.dimension), dtype=np.float32), []
+        with self._lock:
+            if self._onnx is not None:
+                vectors, pooled = self._onnx.encode_with_spans(texts, spans, batch_size, special_tokens)
+            else:
+                vectors, pooled = self._torch_with_spans(texts, spans, batch_size, special_tokens)
+        return np.ascontiguousarray(vectors, dtype=np.float32), pooled
+
+    def _torch_with_spans(
+        self, texts: list[str], spans: list[list[tuple[int, int]]], batch_size: int, special_tokens: bool
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        import torch
+
+        from index.onnx_backend import pool_spans
+
+        # output_value=None: every module output per text from encode()'s own batches (sorted by length), so the
+        # sentence vectors are the ones embed() returns once normalised the way embed() normalises them.
+        outputs = self._model.encode(texts, batch_size=batch_size, output_value=None, show_progress_bar=False)
+        sentence = torch.stack([item["sentence_embedding"] for item in outputs])
+        vectors = torch.nn.functional.normalize(sentence, p=2, dim=1).cpu().numpy().astype(np.float32)
+        offsets = self.tokenizer(
+            texts, truncation=True, max_length=self.info.max_seq_length, return_offsets_mapping=True
+        )["offset_mapping"]
+        pooled = []
+        for i, item in enumerate(outputs):
+            tokens = item["token_embeddings"][: len(offsets[i])].float().cpu().numpy()
+            pooled.append(pool_spans(tokens, offsets[i], spans[i], vectors[i], special_tokens))
+        return vectors, pooled
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text], batch_size=1)[0]

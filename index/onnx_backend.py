@@ -100,8 +100,42 @@ def export_dir(cache_dir: Path, model_sha256: str, variant: str) -> Path:
     return Path(cache_dir) / "onnx" / f"{model_sha256[:16]}-{variant}-r{RECIPE}"
 
 
+class WordPieceTokenizer:
+    """The model's ``tokenizer.json`` run by the ``tokenizers`` package directly: the fast tokenizer that
+    transformers wraps, with the same ids and offsets, without importing transformers (1.8 s) or torch.
+
+    ``tokenizer.json`` carries its own padding (fixed 128) and truncation (128); both are replaced: no padding
+    (batches are padded here), truncation at the sentence-transformers ``max_seq_length``.
+    """
+
+    def __init__(self, model_dir: Path, max_length: int) -> None:
+        from tokenizers import Tokenizer
+
+        path = Path(model_dir) / "tokenizer.json"
+        try:
+            self._truncating = Tokenizer.from_file(str(path))
+            self._whole = Tokenizer.from_file(str(path))
+        except Exception as exc:  # the Rust side raises plain Exceptions
+            raise OnnxBackendError(f"cannot load the tokenizer {path}: {exc}") from exc
+        for tokenizer in (self._truncating, self._whole):
+            tokenizer.no_padding()
+            tokenizer.no_truncation()
+        self._truncating.enable_truncation(max_length=int(max_length))
+        pad = self._truncating.token_to_id("[PAD]")
+        self.pad_token_id = int(pad) if pad is not None else 0
+
+    def encode(self, texts: list[str]) -> list[Any]:
+        """``tokenizers.Encoding`` per text, with [CLS]/[SEP], truncated to the model's maximum length."""
+        return self._truncating.encode_batch(list(texts), add_special_tokens=True)
+
+    def count(self, texts: list[str]) -> list[int]:
+        """Word pieces per text, without special tokens and without truncation."""
+        return [len(e.ids) for e in self._whole.encode_batch(list(texts), add_special_tokens=False)]
+
+
 def load_tokenizer(model_dir: Path) -> Any:
-    """The model's fast tokenizer (``tokenizer.json``), the one sentence-transformers uses, with the same ids.
+    """The transformers fast tokenizer of the model, for the one-time export only (inference uses
+    :class:`WordPieceTokenizer`, the same ``tokenizer.json`` without transformers).
 
     Loaded through ``PreTrainedTokenizerFast`` rather than ``AutoTokenizer``: importing the latter imports torch.
     """
@@ -348,8 +382,8 @@ class OnnxEmbedder:
         self.max_seq_length = layout.max_seq_length
         self.variant = variant
         self.path = Path(onnx_path)
-        self.tokenizer = load_tokenizer(model_dir)
-        self._pad_id = int(self.tokenizer.pad_token_id or 0)
+        self.tokenizer = WordPieceTokenizer(model_dir, self.max_seq_length)
+        self._pad_id = self.tokenizer.pad_token_id
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(int(threads), 0)  # 0: ONNX Runtime's default (one per physical core)
         options.inter_op_num_threads = 1
@@ -363,16 +397,26 @@ class OnnxEmbedder:
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """float32 vectors, one row per text, in input order; each batch is padded to its longest member only."""
+        vectors, _ = self.encode_with_spans(texts, None, batch_size=batch_size)
+        return vectors
+
+    def encode_with_spans(
+        self,
+        texts: list[str],
+        spans: list[list[tuple[int, int]]] | None,
+        batch_size: int = 32,
+        special_tokens: bool = False,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """:meth:`encode`'s vectors, plus per text one pooled vector per character span (see :func:`pool_spans`).
+
+        The span vectors come from the same forward pass: the batches are exactly :meth:`encode`'s.
+        """
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        pooled: list[np.ndarray] = [np.zeros((0, self.dimension), dtype=np.float32) for _ in texts]
         if not texts:
-            return out
-        ids = self.tokenizer(
-            list(texts),
-            truncation=True,
-            max_length=self.max_seq_length,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
+            return out, pooled
+        encodings = self.tokenizer.encode(list(texts))
+        ids = [e.ids for e in encodings]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         step = max(int(batch_size), 1)
         for start in range(0, len(order), step):
@@ -386,7 +430,46 @@ class OnnxEmbedder:
             with self._lock:
                 (hidden,) = self._session.run([OUTPUT_NAME], {"input_ids": input_ids, "attention_mask": mask})
             out[rows] = _mean_pool(hidden, mask)
-        return out
+            if spans is not None:
+                for r, i in enumerate(rows):
+                    n = len(ids[i])
+                    pooled[i] = pool_spans(hidden[r, :n], encodings[i].offsets, spans[i], out[i], special_tokens)
+        return out, pooled
+
+
+def pool_spans(
+    tokens: np.ndarray,
+    offsets: list[tuple[int, int]],
+    spans: list[tuple[int, int]],
+    fallback: np.ndarray,
+    special_tokens: bool = False,
+) -> np.ndarray:
+    """L2-normalised means of ``tokens`` (n x dim) over each character span: ``(len(spans), dim)`` float32.
+
+    A token belongs to a span when its character range overlaps it. The special tokens ([CLS], [SEP]: empty
+    ranges) are left out unless ``special_tokens``, which pools them into every span as into the text vector (a
+    span over the whole text then pools exactly the text vector's tokens). Left out, span vectors are nearer the
+    sentences embedded alone (measured on 796 sentences of 100 news chunks, onnx-int8: mean cosine 0.673 vs
+    0.654, own sentence nearest 71% vs 60%). A span holding no token of the text (empty, or cut off by
+    truncation) gets ``fallback``, the text's own vector.
+    """
+    dim = tokens.shape[1]
+    if not spans:
+        return np.zeros((0, dim), dtype=np.float32)
+    bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    starts, ends = bounds[:, 0], bounds[:, 1]
+    special = ends <= starts
+    pooled_special = special if special_tokens else np.zeros_like(special)
+    wanted = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    inside = (starts[None, :] < wanted[:, 1:2]) & (ends[None, :] > wanted[:, 0:1]) & ~special[None, :]
+    inside &= (wanted[:, 1] > wanted[:, 0])[:, None]  # an empty span holds no token
+    has_token = inside.any(axis=1)
+    weights = (inside | pooled_special[None, :]).astype(np.float32)
+    summed = weights @ tokens.astype(np.float32, copy=False)
+    means = summed / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+    result = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    result[~has_token] = fallback
+    return np.ascontiguousarray(result, dtype=np.float32)
 
 
 def load_embedder(model_dir: Path, model_sha256: str, variant: str, cache_dir: Path, threads: int = 0) -> OnnxEmbedder:

@@ -150,3 +150,35 @@ def test_fp32_reproduces_torch(tmp_path: Path, encoder: Encoder, torch_vectors: 
 def test_unknown_backend_is_refused() -> None:
     with pytest.raises(EncoderError, match="unsupported embedding backend"):
         Encoder("onnx-fp16")
+
+
+def real_texts() -> list[str]:
+    """Real news text: the shared corpus where it exists, else the project's samples; plus awkward strings."""
+    corpus = ROOT.parent / "shared" / "corpus" / "news-2023q4.jsonl"
+    texts: list[str] = []
+    if corpus.is_file():
+        with corpus.open() as handle:
+            for _, line in zip(range(60), handle, strict=False):
+                texts.append(json.loads(line)["text"])
+    texts += [p.read_text(errors="replace") for p in sorted((ROOT / "samples").iterdir()) if p.is_file()]
+    return texts + ["", "  ", "Ünïcödé — “quotes” café naïve 東京 😀 tab\tand\nnewline", *SENTENCES]
+
+
+def test_tokenizers_package_matches_the_transformers_fast_tokenizer() -> None:
+    from index.encoder import model_path
+    from index.onnx_backend import WordPieceTokenizer, load_tokenizer
+
+    path = model_path()
+    texts = real_texts()
+    ours = WordPieceTokenizer(path, 256)
+    theirs = load_tokenizer(path)
+    expected = theirs(texts, truncation=True, max_length=256, return_offsets_mapping=True)
+    encodings = ours.encode(texts)
+    assert [e.ids for e in encodings] == expected["input_ids"]
+    assert [[tuple(o) for o in e.offsets] for e in encodings] == [
+        [tuple(o) for o in m] for m in expected["offset_mapping"]
+    ]
+    assert max(len(e.ids) for e in encodings) == 256  # truncation was exercised
+    whole = theirs(texts, add_special_tokens=False, truncation=False)["input_ids"]
+    assert ours.count(texts) == [len(ids) for ids in whole]
+    assert ours.pad_token_id == theirs.pad_token_id
