@@ -10,6 +10,8 @@ Two shapes are accepted on each line:
   ``evidence`` are exact phrases of the article text that answers the turn, ``answer_any`` short
   strings any one of which a right answer contains, ``standalone`` the self-contained form of a
   follow-up question. ``unanswerable`` marks an item the corpus cannot answer (every turn of it).
+  ``topic_switch`` (optional, default false) marks a later turn that changes subject: it names its own
+  subject, must not inherit anything from the earlier turns, and its ``standalone`` equals its ``question``.
 
 * the shared news-quiz format (``{"id", "question", "answer", ..., "date"}``, e.g.
   ``../shared/eval/realtimeqa-dev.jsonl``): read as one turn with ``answer_any=[answer]`` and no
@@ -44,6 +46,7 @@ class Turn(BaseModel):
     evidence: list[str] = Field(default_factory=list, description="Exact phrases of the answering article text.")
     answer_any: list[str] = Field(default_factory=list, description="A right answer contains one of these.")
     standalone: str | None = Field(default=None, description="The follow-up rewritten to stand on its own.")
+    topic_switch: bool = Field(default=False, description="This turn changes subject and leans on no earlier turn.")
 
     @field_validator("evidence", "answer_any")
     @classmethod
