@@ -1,4 +1,4 @@
-"""``byline eval QUESTIONS.jsonl [--index DIR | --url URL] [--k 10] [--out DIR] [--limit N]``."""
+"""``byline eval QUESTIONS.jsonl [--index DIR | --url URL] [-k 10] [--out DIR] [--limit N]``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--index", type=Path, default=None, help="index directory, in-process (default: configured)")
     target.add_argument("--url", default=None, help="a running service, e.g. http://127.0.0.1:8000 (public API only)")
-    parser.add_argument("--k", type=int, default=10, help="passages retrieved per question (1..50, default 10)")
+    parser.add_argument("-k", "--k", dest="k", type=int, default=10, help="passages per question (1..50, default 10)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"report directory (default {DEFAULT_OUT})")
     parser.add_argument("--limit", type=int, default=None, help="only the first N items")
     parser.add_argument(
@@ -52,11 +52,32 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         print("byline eval: --limit must be at least 1", file=sys.stderr)
         return 2
-    import httpx
+    from service.loading import Loading
 
-    from eval.runner import REPORT_JSON, REPORT_MD, REPORT_PNG, run_eval
-    from index.manifest import IndexError_
+    loading = Loading("loading the index…" if args.url is None else "loading…")
+    try:
+        with loading:
+            import httpx
 
+            from eval.questions import load_questions
+            from eval.runner import REPORT_JSON, REPORT_MD, REPORT_PNG, open_backend, run_eval
+            from index.manifest import IndexError_
+
+            try:
+                load_questions(args.questions)  # a bad file is reported before the index is loaded
+            except QuestionFileError as exc:
+                loading.stop()
+                print(f"byline eval: {exc}", file=sys.stderr)
+                return 2
+            try:
+                backend = open_backend(index_root=args.index, url=args.url, api_key=args.api_key)
+            except IndexError_ as exc:
+                loading.stop()
+                print(f"byline eval: cannot reach the system: {exc}", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
     try:
         report = run_eval(
             args.questions,
@@ -68,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             one_turn=args.one_turn,
             api_key=args.api_key,
             progress=not args.no_progress,
+            backend=backend,
         )
     except QuestionFileError as exc:
         print(f"byline eval: {exc}", file=sys.stderr)

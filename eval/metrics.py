@@ -188,6 +188,15 @@ def answer_correct(answer: str, answer_any: Sequence[str], abstained: bool, unan
     return not abstained and contains_any(strip_markers(answer), answer_any)
 
 
+def answered_precision(correct: Sequence[bool | None], abstained: Sequence[bool]) -> float | None:
+    """Of the turns answered (not abstained), the share answered right; an answer to a question the corpus
+    cannot answer is wrong (``answer_correct`` is False there). Turns with nothing to compare (None) are skipped;
+    None when nothing was answered."""
+    if len(correct) != len(abstained):
+        raise ValueError("correct and abstained differ in length")
+    return mean(c for c, a in zip(correct, abstained, strict=True) if not a)
+
+
 @dataclass
 class Abstention:
     precision: float | None  # of the abstentions, the share on questions the corpus cannot answer

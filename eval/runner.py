@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -27,12 +26,9 @@ from tqdm import tqdm
 
 from eval import metrics
 from eval.questions import QuestionItem, Turn, load_questions
+from eval.report import REPORT_JSON, REPORT_MD, REPORT_PNG, plot, render_markdown, write_report  # noqa: F401 - re-exported
 from service.answering.schemas import Answer, AskRequest, ChatAnswer, ChatRequest, Quote
 
-REPORT_JSON = "report.json"
-REPORT_MD = "report.md"
-REPORT_PNG = "report.png"
-WORST_ITEMS = 15
 FailureLabel = Literal["retrieval", "answer selection", "error"]
 R = TypeVar("R", bound=AskRequest)
 A = TypeVar("A", bound=Answer)
@@ -58,14 +54,14 @@ class InProcessBackend:
 
     def __init__(self, index_root: Path | None = None, settings: Any = None, encoder: Any = None) -> None:
         from service.answering.chat import ChatService
-        from service.answering.conversations import DB_NAME, ConversationStore
+        from service.answering.conversations import DB_NAME, SQLiteConversationStore
         from service.answering.engine import Engine
 
         self.engine = Engine(settings=settings, index_root=index_root, encoder=encoder)
         self.target = str(self.engine.root)
         # The run's conversations are its own: kept apart from the index's store, and removed afterwards.
         self._tmp = tempfile.TemporaryDirectory(prefix="byline-eval-")
-        self.store = ConversationStore(Path(self._tmp.name) / DB_NAME)
+        self.store = SQLiteConversationStore(Path(self._tmp.name) / DB_NAME)
         self.chat_service = ChatService(self.engine, self.store)
 
     def ask(self, request: AskRequest) -> Answer:
@@ -101,6 +97,7 @@ class HttpBackend:
             self.client.headers["X-API-Key"] = api_key
         self.retries = retries
         self._texts: dict[str, str | None] = {}
+        self.versions: dict[str, None] = {}  # index versions the answers came from, in order of first use
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         for attempt in range(self.retries + 1):
@@ -117,10 +114,29 @@ class HttpBackend:
         return response.json()
 
     def ask(self, request: AskRequest) -> Answer:
-        return Answer.model_validate(self._post("/v1/ask", request))
+        return self._seen(Answer.model_validate(self._post("/v1/ask", request)))
 
     def chat(self, request: ChatRequest) -> ChatAnswer:
-        return ChatAnswer.model_validate(self._post("/v1/chat", request))
+        return self._seen(ChatAnswer.model_validate(self._post("/v1/chat", request)))
+
+    def _seen(self, answer: A) -> A:
+        if answer.index_version:
+            self.versions.setdefault(answer.index_version)
+        return answer
+
+    def index_version(self) -> str | None:
+        """The index version(s) the answers came from (a reload mid-run gives several); without an answer,
+        the one ``/readyz`` reports; None when neither says."""
+        if self.versions:
+            return ", ".join(self.versions)
+        try:
+            response = self._request("GET", "/readyz")
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        version = response.json().get("index_version")
+        return version if isinstance(version, str) and version else None
 
     def article_text(self, article_id: str) -> str | None:
         if article_id not in self._texts:
@@ -226,6 +242,7 @@ class Metrics(BaseModel):
     hits_at_10: float | None = Field(default=None, alias="hits@10")
     mrr_at_10: float | None = Field(default=None, alias="mrr@10")
     answer_accuracy: float | None = None
+    answered_precision: float | None = Field(default=None, description="Of the answers given, the share right.")
     citation_validity: float | None = None
     citation_support: float | None = None
     citation_support_answerable: float | None = None
@@ -435,6 +452,9 @@ def summarize(pairs: Sequence[tuple[ItemRecord, TurnRecord]]) -> Metrics:
         "hits@10": metrics.mean(turn.hit_at_10 for turn in turns),
         "mrr@10": metrics.mean(turn.reciprocal_rank for turn in turns),
         "answer_accuracy": metrics.mean(turn.answer_correct for turn in turns),
+        "answered_precision": metrics.answered_precision(
+            [turn.answer_correct for turn in answered], [turn.abstained for turn in answered]
+        ),
         "citation_validity": metrics.mean(turn.citation_valid for turn in turns),
         "citation_support": metrics.mean(turn.citation_support for turn in turns),
         "citation_support_answerable": metrics.mean(turn.citation_support for turn in answerable),
@@ -506,7 +526,22 @@ def evaluate(
 
 def _index_version(backend: Backend) -> str | None:
     engine = getattr(backend, "engine", None)
-    return engine.index.version if engine is not None else None
+    if engine is not None:
+        return engine.index.version
+    ask_service = getattr(backend, "index_version", None)
+    return ask_service() if callable(ask_service) else None
+
+
+def open_backend(
+    *,
+    index_root: Path | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+    settings: Any = None,
+    encoder: Any = None,
+) -> Backend:
+    """The service at ``url`` over HTTP, or the engine over ``index_root`` in this process."""
+    return HttpBackend(url, api_key) if url else InProcessBackend(index_root, settings, encoder)
 
 
 def run_eval(
@@ -522,12 +557,20 @@ def run_eval(
     settings: Any = None,
     encoder: Any = None,
     progress: bool = True,
+    backend: Backend | None = None,
 ) -> Report:
-    """Load, run and report: the whole of ``byline eval``."""
-    items = load_questions(questions)
+    """Load, run and report: the whole of ``byline eval``. ``backend``: one already opened (``open_backend``)."""
+    if backend is None:
+        items = load_questions(questions)  # a bad file is reported before the index is loaded
+        backend = open_backend(index_root=index_root, url=url, api_key=api_key, settings=settings, encoder=encoder)
+    else:
+        try:
+            items = load_questions(questions)
+        except BaseException:
+            backend.close()
+            raise
     if limit is not None:
         items = items[:limit]
-    backend: Backend = HttpBackend(url, api_key) if url else InProcessBackend(index_root, settings, encoder)
     try:
         report = evaluate(
             items,
@@ -542,145 +585,3 @@ def run_eval(
         backend.close()
     write_report(report, out_dir)
     return report
-
-
-# -------------------------------------------------------------------------------------------- writing
-
-
-def write_report(report: Report, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / REPORT_JSON).write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    (out_dir / REPORT_MD).write_text(render_markdown(report), encoding="utf-8")
-    plot(report, out_dir / REPORT_PNG)
-
-
-def _fmt(key: str, value: object) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.1f}" if key.endswith("_ms") else f"{value:.3f}"
-    return str(value)
-
-
-def _cell(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def render_markdown(report: Report) -> str:
-    summary = report.summary.model_dump(by_alias=True)
-    groups = {name: group.model_dump(by_alias=True) for name, group in report.summary.groups.items()}
-    names = list(groups)
-    lines = [
-        "# Byline evaluation",
-        "",
-        f"- questions: `{report.questions}`",
-        f"- target: `{report.target}` ({report.mode}), index version {report.index_version or 'unknown'}",
-        f"- k = {report.k}; started {report.started:%Y-%m-%d %H:%M} UTC; took {report.seconds:.1f} s",
-        "",
-        "## Summary",
-        "",
-        "| metric | all | " + " | ".join(names) + " |",
-        "|---|---:|" + "---:|" * len(names),
-    ]
-    for key, value in summary.items():
-        if key == "groups":
-            continue
-        cells = [_fmt(key, value), *(_fmt(key, groups[name][key]) for name in names)]
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    if report.hits_curve:
-        lines += [
-            "",
-            "## Hits@k (answerable turns)",
-            "",
-            "| k | " + " | ".join(str(n) for n in range(1, len(report.hits_curve) + 1)) + " |",
-            "|---|" + "---:|" * len(report.hits_curve),
-            "| hits | " + " | ".join(f"{v:.3f}" for v in report.hits_curve) + " |",
-        ]
-    labels = Counter(turn.failure for item in report.items for turn in item.turns if turn.failure)
-    lines += ["", "## Failures", ""]
-    if not labels:
-        lines.append("No turn failed.")
-    else:
-        lines += [f"- {label}: {count} turn(s)" for label, count in labels.most_common()]
-        lines += [
-            "",
-            '"retrieval": no passage in the top k contains the evidence (or answer); "answer selection": such a',
-            "passage was retrieved (or the question was unanswerable) but the answer, its citations or the",
-            'abstention decision was wrong; "error": the request failed.',
-        ]
-    worst = sorted(
-        (item for item in report.items if item.failed),
-        key=lambda item: (-item.failed / len(item.turns), metrics.mean(t.reciprocal_rank for t in item.turns) or 0),
-    )[:WORST_ITEMS]
-    if worst:
-        lines += ["", f"## Worst items ({len(worst)} of {sum(1 for i in report.items if i.failed)} with a failure)"]
-    for item in worst:
-        kind = "unanswerable" if item.unanswerable else f"{len(item.turns)} turn(s)"
-        lines += ["", f"### {item.id} ({kind}; {item.failed} failed)", ""]
-        for turn in item.turns:
-            lines += _render_turn(turn, report.k)
-    return "\n".join(lines) + "\n"
-
-
-def _render_turn(turn: TurnRecord, k: int) -> list[str]:
-    status = f"**{turn.failure}**" if turn.failure else "ok"
-    out = [f"{turn.turn}. {_cell(turn.question, 200)} — {status}"]
-    if turn.expected_standalone:
-        out.append(
-            f"   - standalone: {_cell(turn.expected_standalone, 200)} (searched: {_cell(turn.searched or '', 200)})"
-        )
-    if turn.answer_any or turn.evidence:
-        out.append(f"   - expected: {' / '.join(turn.answer_any) or '–'}; evidence: {' / '.join(turn.evidence) or '–'}")
-    if turn.error:
-        out.append(f"   - error: {_cell(turn.error)}")
-        return out
-    answer = "(abstained) " + turn.answer if turn.abstained else turn.answer
-    out.append(f"   - answer: {_cell(answer)}")
-    if turn.hit_at_1 is not None:
-        where = f"first hit at rank {turn.first_hit_rank}" if turn.first_hit_rank else f"no hit in top {k}"
-        out.append(f"   - retrieval: {where}")
-    if turn.citation_problems:
-        out.append(f"   - citations: {_cell('; '.join(turn.citation_problems))}")
-    if turn.standalone is not None:
-        rank = turn.standalone.first_hit_rank
-        out.append(f"   - standalone asked fresh: {f'first hit at rank {rank}' if rank else f'no hit in top {k}'}")
-    return out
-
-
-def plot(report: Report, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    latencies = [t.latency_ms for item in report.items for t in item.turns if t.latency_ms is not None]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    try:
-        if report.hits_curve:
-            ks = list(range(1, len(report.hits_curve) + 1))
-            left.plot(ks, report.hits_curve, marker="o")
-            left.set_xticks(ks)
-        else:
-            left.text(0.5, 0.5, "no answerable turns", ha="center", va="center", transform=left.transAxes)
-        left.set_ylim(0, 1.02)
-        left.set_xlabel("k")
-        left.set_ylabel("Hits@k")
-        left.set_title("Hits@k (answerable turns)")
-        left.grid(alpha=0.3)
-        if latencies:
-            right.hist(latencies, bins=min(30, max(5, len(latencies) // 2)))
-            for q, style in ((50, "--"), (95, ":")):
-                value = metrics.percentile(latencies, q)
-                right.axvline(value, color="black", linestyle=style, label=f"p{q} {value:.0f} ms")
-            right.legend()
-        else:
-            right.text(0.5, 0.5, "no latencies", ha="center", va="center", transform=right.transAxes)
-        right.set_xlabel("latency (ms)")
-        right.set_ylabel("turns")
-        right.set_title("Latency per turn")
-        figure.suptitle(f"{Path(report.questions).name}: {report.summary.n_turns} turns, k={report.k}")
-        figure.tight_layout()
-        figure.savefig(path, dpi=100)
-    finally:
-        plt.close(figure)

@@ -41,11 +41,36 @@ def _iso_date(value: str) -> date:
 def _add_question_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--as-of", type=_iso_date, default=None, metavar="DATE", help="the moment asked (YYYY-MM-DD)")
     parser.add_argument("--source", action="append", default=None, metavar="S", help="only this publication")
-    parser.add_argument("-k", type=int, default=10, help="passages retrieved behind the answer (1-50)")
+    parser.add_argument("-k", "--k", dest="k", type=int, default=10, help="passages retrieved behind the answer (1-50)")
 
 
 # ==================================================================================================
 # serve
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (in use, no such address, no permission), or None when it can.
+
+    Bound and released at once with the options uvicorn uses, so that a busy port is one clear line before
+    anything is loaded, instead of a start-up banner followed by uvicorn's ``Errno 98``.
+    """
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use; stop what is using it or pick another with --port"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def serve_add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +86,10 @@ def serve_run(args: argparse.Namespace) -> int:
     from service.web.api import create_app
 
     settings = _settings(args)
+    busy = port_problem(settings.host, settings.port)
+    if busy:
+        print(f"byline serve: {busy}", file=sys.stderr)
+        return 1
     app = create_app(settings)
     print(f"Byline on http://{settings.host}:{settings.port}/ (index {settings.index_dir})", file=sys.stderr)
     # one JSON access line per request comes from the app itself
@@ -86,24 +115,29 @@ def _engine(settings: Settings) -> Engine:
 
 
 def ask_run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
+    from service.loading import Loading
 
-    from index.manifest import IndexError_
-    from service.answering.schemas import AskRequest, Filters
+    with Loading("loading the index…"):
+        from pydantic import ValidationError
 
-    settings = _settings(args)
-    question = " ".join(args.question).strip()
-    try:
-        request = AskRequest(question=question, k=args.k, as_of=args.as_of, filters=Filters(sources=args.source))
-    except ValidationError as exc:
-        print(f"byline ask: {_first_error(exc)}", file=sys.stderr)
-        return 2
-    try:
-        engine = _engine(settings)
-        answer = engine.ask(request)
-    except IndexError_ as exc:
-        print(f"byline ask: {exc}", file=sys.stderr)
-        return 1
+        from index.manifest import IndexError_
+        from service.answering.schemas import AskRequest, Filters
+
+        settings = _settings(args)
+        question = " ".join(args.question).strip()
+        try:
+            request = AskRequest(question=question, k=args.k, as_of=args.as_of, filters=Filters(sources=args.source))
+        except ValidationError as exc:
+            error: tuple[str, int] | None = (_first_error(exc), 2)
+        else:
+            try:
+                answer = _engine(settings).ask(request)
+                error = None
+            except IndexError_ as exc:
+                error = (str(exc), 1)
+    if error is not None:
+        print(f"byline ask: {error[0]}", file=sys.stderr)
+        return error[1]
     if args.json:
         print(answer.model_dump_json(indent=2))
     else:
@@ -126,6 +160,8 @@ def print_answer(answer: Answer, out: TextIO) -> None:
         print(f"(searched: {answer.standalone_question})", file=out)
     if answer.abstained:
         print("No answer in the articles.", file=out)
+    elif answer.short_answer is not None:
+        print(f"Answer: {answer.short_answer.text} [{answer.short_answer.source}]\n", file=out)
     print(answer.answer, file=out)
     if answer.sources:
         print("\nSources:", file=out)
@@ -165,23 +201,32 @@ CHAT_HELP = "Ask a question; follow up in your own words. /new starts a new conv
 
 
 def chat_run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
-    from pydantic import ValidationError
-
-    from index.manifest import IndexError_
-    from service.answering.chat import ChatService
-    from service.answering.conversations import ConversationNotFound, ConversationStore
-    from service.answering.schemas import ChatRequest, Filters
+    from service.loading import Loading
 
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
-    settings = _settings(args)
+    loading = Loading("loading the index…")
     try:
-        engine = _engine(settings)
-    except IndexError_ as exc:
-        print(f"byline chat: {exc}", file=sys.stderr)
-        return 1
-    store = ConversationStore.at_index_root(engine.root)
-    service = ChatService(engine, store, settings=settings)
+        with loading:
+            from pydantic import ValidationError
+
+            from index.manifest import IndexError_
+            from service.answering.chat import ChatService
+            from service.answering.conversations import ConversationNotFound, ConversationStore
+            from service.answering.schemas import ChatRequest, Filters
+
+            settings = _settings(args)
+            try:
+                engine = _engine(settings)
+            except IndexError_ as exc:
+                loading.stop()
+                print(f"byline chat: {exc}", file=sys.stderr)
+                return 1
+            store = ConversationStore.at_index_root(engine.root)
+            service = ChatService(engine, store, settings=settings)
+    except KeyboardInterrupt:  # Ctrl-C while loading: nothing was asked yet
+        print(file=sys.stderr)
+        return 130
     conversation_id: str | None = args.conversation
     if conversation_id and not store.exists(conversation_id):
         print(f"byline chat: no conversation {conversation_id!r}", file=sys.stderr)

@@ -116,8 +116,11 @@ def split_messages(messages: list[OpenAIMessage]) -> tuple[str, list[tuple[str, 
 
 
 def completion_text(answer: Answer) -> str:
-    """Answer text with its [n] markers, then a "Sources:" footer (or the related articles when abstaining)."""
+    """A first "Answer: ... [n]" line when there is a short answer, the answer text with its [n] markers, then a
+    "Sources:" footer (or the related articles when abstaining)."""
     text = answer.answer
+    if answer.short_answer is not None and not answer.abstained:
+        text = f"Answer: {answer.short_answer.text} [{answer.short_answer.source}]\n\n{text}"
     footer = sources_footer(answer)
     if footer:
         text += "\n\n" + footer
