@@ -106,6 +106,22 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     history_max_tokens: int = Field(default=2000, ge=100)
+
+    # --- conversations ---
+    conversation_store: str = Field(
+        default="",
+        description="Where conversations live: empty = <index_dir>/conversations.sqlite; postgresql://user:pw@host/db "
+        "(shared by replicas; needs the postgres extra); sqlite:///path = a SQLite file elsewhere.",
+    )
+    conversation_pool_size: int = Field(default=4, ge=1, description="PostgreSQL connections per process.")
+    conversation_max_turns: int = Field(
+        default=200, ge=1, description="Turns per conversation; a follow-up past this gets 409."
+    )
+    conversation_idle_expiry_s: float = Field(
+        default=30 * 86400.0, ge=0, description="A conversation idle this long is deleted (0 = never)."
+    )
+    conversation_page_size: int = Field(default=20, ge=1, description="Turns per GET /v1/conversations/{id} page.")
+    conversation_max_page_size: int = Field(default=100, ge=1, description="Largest `limit` a page request may ask.")
     reload_check_s: float = Field(default=2.0, gt=0, description="How often the service looks for a new index.")
 
     @field_validator("cors_origins", "api_keys", mode="before")

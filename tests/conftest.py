@@ -65,6 +65,21 @@ def seed_index(tmp_path_factory: pytest.TempPathFactory, encoder) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (tests/pg_server.py) for the session; skipped when PostgreSQL or psycopg is absent."""
+    from pg_server import PostgresServer, find_postgres_bin
+
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')")
+    pytest.importorskip("psycopg_pool", reason="psycopg_pool is not installed (pip install -e '.[postgres]')")
+    bin_dir, reason = find_postgres_bin()
+    if bin_dir is None:
+        pytest.skip(reason)
+    server = PostgresServer(bin_dir).start()
+    yield server
+    server.stop()
+
+
 @contextmanager
 def running_server(app: object) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a thread on a free loopback port; yield its base URL."""

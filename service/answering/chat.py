@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from index.reader import LoadedIndex
 from index.settings import Settings
 from service.answering.conversations import (
+    DEFAULT_PAGE_SIZE,
     Conversation,
+    ConversationFull,
     ConversationNotFound,
     ConversationStore,
     history_tokens,
@@ -32,6 +34,7 @@ class PreparedTurn:
     new: bool
     resolution: Resolution
     request: AskRequest
+    owner: str | None = None
 
 
 class ChatService:
@@ -48,16 +51,18 @@ class ChatService:
         self.settings = settings or engine.settings
 
     # --- one turn ---
-    def prepare(self, request: ChatRequest) -> PreparedTurn:
-        """Check the conversation and resolve the question; raises ConversationNotFound for an unknown id."""
+    def prepare(self, request: ChatRequest, owner: str | None = None) -> PreparedTurn:
+        """Check the conversation and resolve the question. Raises ConversationNotFound for an unknown id (or
+        another owner's, or an expired one) and ConversationFull when it has no room for another turn."""
         if request.conversation_id is None:
             conversation_id, new, history = new_conversation_id(), True, []
         else:
             conversation_id, new = request.conversation_id, False
-            history = self.store.recent_history(conversation_id, self.settings.history_max_tokens)
+            self.store.check_room(conversation_id, owner=owner)
+            history = self.store.recent_history(conversation_id, self.settings.history_max_tokens, owner=owner)
         resolution = self.resolver.resolve(request.question, history)
         ask = AskRequest(question=request.question, k=request.k, filters=request.filters, as_of=request.as_of)
-        return PreparedTurn(conversation_id, new, resolution, ask)
+        return PreparedTurn(conversation_id, new, resolution, ask, owner)
 
     def complete(self, prepared: PreparedTurn) -> ChatAnswer:
         """Answer a prepared turn and store it (one transaction)."""
@@ -72,18 +77,22 @@ class ChatService:
             answer.standalone_question,
             answer,
             create=prepared.new,
+            owner=prepared.owner,
         )
         return ChatAnswer(**answer.model_dump(), conversation_id=prepared.conversation_id, turn=turn)
 
-    def chat(self, request: ChatRequest) -> ChatAnswer:
-        return self.complete(self.prepare(request))
+    def chat(self, request: ChatRequest, owner: str | None = None) -> ChatAnswer:
+        return self.complete(self.prepare(request, owner))
 
     # --- history ---
-    def history(self, conversation_id: str) -> Conversation:
-        return self.store.get(conversation_id)
+    def history(
+        self, conversation_id: str, owner: str | None = None, offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> Conversation:
+        """One page of the conversation's turns (only that page is read)."""
+        return self.store.get(conversation_id, owner=owner, offset=offset, limit=limit)
 
-    def delete(self, conversation_id: str) -> None:
-        self.store.delete(conversation_id)
+    def delete(self, conversation_id: str, owner: str | None = None) -> None:
+        self.store.delete(conversation_id, owner=owner)
 
     # --- stateless conversations (the OpenAI-compatible endpoint keeps its history in the request) ---
     def resolve_messages(self, question: str, earlier: Sequence[tuple[str, str]], index: LoadedIndex) -> Resolution:
@@ -158,4 +167,11 @@ def sources_footer(answer: Answer) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ChatService", "ConversationNotFound", "PreparedTurn", "history_from_messages", "sources_footer"]
+__all__ = [
+    "ChatService",
+    "ConversationFull",
+    "ConversationNotFound",
+    "PreparedTurn",
+    "history_from_messages",
+    "sources_footer",
+]

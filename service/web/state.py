@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from index.settings import Settings
 from service.answering.chat import ChatService
-from service.answering.conversations import ConversationStore
+from service.answering.conversations import ConversationStore, open_store
 from service.answering.engine import Engine
 from service.web.metrics import Metrics
 from service.web.ratelimit import RateLimiter
@@ -36,7 +36,7 @@ class ServiceState:
     def attach(self, engine: Engine) -> None:
         with self._lock:
             if self.store is None:
-                self.store = ConversationStore.at_index_root(engine.root)
+                self.store = open_store(self.settings, engine.root)  # SQLite beside the index, or PostgreSQL
             self.chat = ChatService(engine, self.store, settings=self.settings)
             self.engine = engine
             self.error = None

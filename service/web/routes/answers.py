@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import HTTPException, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from service.answering.conversations import Conversation
+from service.answering.conversations import Conversation, ConversationFull
 from service.answering.schemas import Answer, AskRequest, ChatAnswer, ChatRequest, ErrorResponse
 from service.web.deps import ChatDep, EngineDep, SettingsDep, StateDep, check_question
+from service.web.ownership import OwnerDep
 from service.web.routes.v1 import v1_router
 from service.web.sse import answer_events, event_stream
 
@@ -47,13 +51,26 @@ async def ask(body: AskRequest, engine: EngineDep, state: StateDep, settings: Se
     summary="Ask within a conversation",
     description="Omit `conversation_id` to start a conversation; send it back to follow up. A follow-up "
     '("How did Moscow respond to him?") is resolved into a self-contained question from the earlier '
-    "turns; `standalone_question` shows what was searched. Unknown conversation ids are 404. " + SSE_DOC,
-    responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": ErrorResponse}},
+    "turns; `standalone_question` shows what was searched. Unknown conversation ids are 404, and so are another "
+    "API key's conversations and expired ones; a conversation at its maximum number of turns is 409. " + SSE_DOC,
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        404: {"model": ErrorResponse},
+        409: {"model": ErrorResponse, "description": "The conversation has its maximum number of turns."},
+    },
 )
-async def chat(body: ChatRequest, service: ChatDep, state: StateDep, settings: SettingsDep) -> ChatAnswer | Response:
+async def chat(
+    body: ChatRequest, service: ChatDep, state: StateDep, settings: SettingsDep, owner: OwnerDep
+) -> ChatAnswer | Response:
     check_question(body.question, settings)
-    prepared = await run_in_threadpool(service.prepare, body)
-    answer = await run_in_threadpool(service.complete, prepared)
+    try:
+        prepared = await run_in_threadpool(service.prepare, body, owner)
+    except ConversationFull as exc:
+        raise HTTPException(409, detail=str(exc)) from None
+    try:
+        answer = await run_in_threadpool(service.complete, prepared)
+    except ConversationFull as exc:  # another request took the last turn meanwhile
+        raise HTTPException(409, detail=str(exc)) from None
     state.metrics.observe_answer(answer)
     if body.stream:
         meta = {
@@ -71,10 +88,22 @@ async def chat(body: ChatRequest, service: ChatDep, state: StateDep, settings: S
     response_model=Conversation,
     tags=["conversations"],
     summary="A conversation's turns, with their answers and citations",
+    description="One page of turns, oldest first: `offset` turns skipped, at most `limit` returned (default and "
+    "largest page from the settings); `total_turns` counts them all. Another API key's conversation is 404.",
     responses={404: {"model": ErrorResponse}},
 )
-async def get_conversation(conversation_id: str, service: ChatDep) -> Conversation:
-    return await run_in_threadpool(service.history, conversation_id)
+async def get_conversation(
+    conversation_id: str,
+    service: ChatDep,
+    settings: SettingsDep,
+    owner: OwnerDep,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Turns to skip.")] = 0,
+    limit: Annotated[int | None, Query(ge=1, description="Turns in the page (default: the settings').")] = None,
+) -> Conversation:
+    page = settings.conversation_page_size if limit is None else limit
+    if page > settings.conversation_max_page_size:
+        raise HTTPException(422, detail=f"limit: at most {settings.conversation_max_page_size} turns per page")
+    return await run_in_threadpool(service.history, conversation_id, owner, offset, page)
 
 
 @router.delete(
@@ -84,6 +113,6 @@ async def get_conversation(conversation_id: str, service: ChatDep) -> Conversati
     summary="Delete a conversation",
     responses={404: {"model": ErrorResponse}},
 )
-async def delete_conversation(conversation_id: str, service: ChatDep) -> Response:
-    await run_in_threadpool(service.delete, conversation_id)
+async def delete_conversation(conversation_id: str, service: ChatDep, owner: OwnerDep) -> Response:
+    await run_in_threadpool(service.delete, conversation_id, owner)
     return Response(status_code=204)
