@@ -18,6 +18,7 @@ from index.manifest import IndexError_, Manifest, read_manifest, verify_files
 from index.metadata import METADATA, check, connect, get_article, iter_articles, iter_chunks
 from index.models import Article, Chunk
 from index.publish import current_dir
+from index.sentence_vectors import SentenceVectors
 
 VECTORS = "vectors.faiss"
 VECTOR_DATA = "vectors.npy"
@@ -84,6 +85,12 @@ class LoadedIndex:
         dates = [a.published for a in self.articles.values() if a.published]
         self.latest_published: date | None = max(dates) if dates else None
         self._check_consistency()
+        self.sentence_vectors: SentenceVectors | None = None  # chunker version 1 stored none
+        if SentenceVectors.present(directory):
+            try:
+                self.sentence_vectors = SentenceVectors(directory, np.load(directory / VECTOR_IDS))
+            except (OSError, ValueError) as exc:
+                raise IndexError_(f"index file corrupt: {directory / 'sentence_vectors.npy'}: {exc}") from exc
 
     def _check_consistency(self) -> None:
         if self.vectors.ntotal != len(self.chunks):

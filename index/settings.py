@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     encoder_threads: int = Field(default=0, ge=0, description="Encoder threads; 0 = one per core.")
     tokenizer_encoding: str = Field(default="cl100k_base", description="tiktoken encoding for sizes.")
 
+    # --- ingest on Ray (byline ingest --engine ray; ingest/ray_engine.py) ---
+    ray_embed_actors: int = Field(
+        default=2, ge=1, description="Actors in the Ray engine's embedding (and chunking) pools: one per worker CPU."
+    )
+    ray_cpus_per_actor: float = Field(
+        default=1.0, gt=0, description="CPUs Ray reserves per actor; also the actor's encoder threads (at least 1)."
+    )
+
     # --- chunking ---
     chunk_target_tokens: int = Field(default=200, ge=32, description="Aim for chunks this long (tiktoken).")
     chunk_max_tokens: int = Field(default=300, ge=32, description="Never longer than this (tiktoken).")
@@ -82,20 +90,32 @@ class Settings(BaseSettings):
     answer_max_sentences: int = Field(default=4, ge=1, le=10)
     answer_passages: int = Field(default=8, ge=1, description="Top passages whose sentences are considered.")
     answer_dense_sentences: int = Field(default=40, ge=1, description="Sentences scored with the encoder.")
-    answer_dense_weight: float = 0.7
-    answer_lexical_weight: float = 0.3
-    answer_rank_weight: float = 0.05
-    answer_relative_cutoff: float = Field(default=0.8, gt=0, le=1, description="Keep sentences >= best x this.")
-    abstain_threshold: float = Field(
-        default=0.59, description="Answer confidence below this -> abstain (calibrated with eval/calibrate.py)."
+    answer_relative_cutoff: float = Field(
+        default=0.8, gt=0, le=1, description="Keep sentences whose reader score is >= the best one's x this."
     )
-    abstain_dense_weight: float = Field(
-        default=0.8, ge=0, le=1, description="Confidence = w * best sentence cosine + (1 - w) * evidence coverage."
+    reader: str = Field(
+        default="features",
+        description="Reading stage: features (the trained weights from reader_dir, else hand-set) | "
+        "features-untrained.",
+    )
+    reader_dir: Path = Field(
+        default=PROJECT_ROOT / "data" / "reader", description="Trained reader weights (make reader)."
+    )
+    abstain_threshold: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Abstain when the best sentence's reader score is below this (calibrated with eval/calibrate.py).",
     )
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible server for generated answers.")
     llm_model: str = "default"
     llm_api_key: str = "none"
-    llm_timeout_s: float = Field(default=30.0, gt=0)
+    llm_timeout_s: float = Field(
+        default=30.0, gt=0, description="Total deadline of one language-model call (connect, wait, read)."
+    )
+    llm_max_reply_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="A language-model reply larger than this is refused."
+    )
 
     # --- service ---
     host: str = "127.0.0.1"
@@ -123,8 +143,20 @@ class Settings(BaseSettings):
     conversation_page_size: int = Field(default=20, ge=1, description="Turns per GET /v1/conversations/{id} page.")
     conversation_max_page_size: int = Field(default=100, ge=1, description="Largest `limit` a page request may ask.")
     reload_check_s: float = Field(default=2.0, gt=0, description="How often the service looks for a new index.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Proxy addresses whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated IPs or "
+        "networks); empty: forwarded headers are ignored and the peer address is the client.",
+    )
+    http_request_timeout_s: float = Field(
+        default=10.0, gt=0, description="A request's headers and body must arrive within this (else closed)."
+    )
+    http_keepalive_timeout_s: float = Field(default=5.0, gt=0, description="Idle keep-alive connections closed after.")
+    http_max_connections: int = Field(
+        default=1000, ge=1, description="Open connections above which new requests get 503 (uvicorn limit_concurrency)."
+    )
 
-    @field_validator("cors_origins", "api_keys", mode="before")
+    @field_validator("cors_origins", "api_keys", "trusted_proxies", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

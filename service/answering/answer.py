@@ -1,9 +1,10 @@
 """Extractive answers, grounded by construction: every answer sentence is a sentence of the corpus.
 
-The sentences of the retrieved passages are scored against the question with the encoder (cosine of
-sentence and question embeddings) together with word overlap and the passage's rank; near-duplicates
-are dropped; the best few are ordered by article and position and cited with ``[n]`` markers that index
-the returned ``sources``. When the best evidence is too weak the answer is an abstention.
+The sentences of the retrieved passages (headings and fragments left out) are scored by the reading stage
+(``service.answering.reading``): the probability that each one states the answer. Below the abstention
+threshold the answer is an abstention; otherwise the best few (near-duplicates dropped) are ordered by
+article and position and cited with ``[n]`` markers that index the returned ``sources``, and for a factual
+question the short answer is an exact span of one of them.
 """
 
 from __future__ import annotations
@@ -13,30 +14,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index import bm25
 from index.reader import LoadedIndex
 from index.settings import Settings
+from service.answering.reading import CandidateSentence, Question, Reader
+from service.answering.reading.features import cheap_features, content_words
+from service.answering.reading.kinds import question_kind
+from service.answering.reading.short_answer import short_answer
 from service.answering.retrieval import Candidate
-from service.answering.schemas import AnswerSentence, Quote, Related, Source
-from service.answering.sentence_cache import SentenceEmbeddingCache
+from service.answering.schemas import AnswerSentence, Quote, Related, ShortAnswer, Source
+from service.answering.sentence_cache import SentenceEmbeddingCache as SentenceCache
 
 ABSTENTION = "The corpus does not say. None of the indexed articles answers this question"
 _MARKER = re.compile(r"\s*\[(\d+)\]")
 _WORD = re.compile(r"\w+")
 _FINISHED = re.compile(r"[.!?…][\"'”’)\]]*$")
-
-
-@dataclass
-class ScoredSentence:
-    article_id: str
-    chunk_id: int
-    start: int
-    end: int
-    text: str
-    passage_rank: int
-    lexical: float = 0.0
-    dense: float = 0.0
-    score: float = 0.0
 
 
 @dataclass
@@ -49,6 +40,8 @@ class Composed:
     confidence: float = 0.0
     coverage: float = 0.0
     best_dense: float = 0.0
+    short_answer: ShortAnswer | None = None
+    kind: str = "thing"
 
     @property
     def text(self) -> str:
@@ -57,28 +50,63 @@ class Composed:
         return " ".join(f"{s.text} " + "".join(f"[{n}]" for n in s.citations) for s in self.sentences)
 
 
-def content_words(text: str) -> set[str]:
-    return set(bm25.query_tokens(text))
-
-
-def candidate_sentences(index: LoadedIndex, candidates: list[Candidate], max_passages: int) -> list[ScoredSentence]:
+def candidate_sentences(
+    index: LoadedIndex, candidates: list[Candidate], max_passages: int, question_words: set[str]
+) -> list[CandidateSentence]:
+    """The answerable sentences of the top passages: no headings, fragments or unfinished lines, no repeats."""
     seen: set[tuple[str, int]] = set()
-    out: list[ScoredSentence] = []
+    out: list[CandidateSentence] = []
+    stored = index.sentence_vectors
     for rank, cand in enumerate(candidates[:max_passages], start=1):
         chunk = index.chunks[cand.chunk_id]
-        for start, end in chunk.sentences:
-            if (chunk.article_id, start) in seen:
+        vectors = stored.of_chunk(chunk.id) if stored is not None else None
+        headings = set(chunk.headings)
+        captions = index.articles[chunk.article_id].captions
+        coverage = evidence_coverage(index, question_words, chunk.id)
+        for i, (start, end) in enumerate(chunk.sentences):
+            if (chunk.article_id, start) in seen or (start, end) in headings:
                 continue
             seen.add((chunk.article_id, start))
             text = chunk.text[start - chunk.start : end - chunk.start]
-            if len(_WORD.findall(text)) < 4 or not _FINISHED.search(text):
-                continue  # fragments, headings and image titles are not answers
-            out.append(ScoredSentence(chunk.article_id, chunk.id, start, end, text, rank))
+            if len(_WORD.findall(text)) < 4 or (not headings and stored is None and not _FINISHED.search(text)):
+                continue  # fragments are not answers (and, in an index without heading marks, unfinished lines)
+            out.append(
+                CandidateSentence(
+                    article_id=chunk.article_id,
+                    chunk_id=chunk.id,
+                    start=start,
+                    end=end,
+                    text=text,
+                    passage_rank=rank,
+                    position=i if chunk.ordinal == 0 else 10 + i,
+                    vector=vectors[i] if vectors is not None else None,
+                    passage_coverage=coverage,
+                    caption=any(c_start <= start and end <= c_end for c_start, c_end in captions),
+                )
+            )
     return out
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def _embed_missing(
+    index: LoadedIndex, sentences: list[CandidateSentence], question_words: set[str], limit: int, cache: SentenceCache
+) -> list[CandidateSentence]:
+    """For an index without stored sentence vectors: embed the most promising ``limit`` sentences now."""
+    if all(s.vector is not None for s in sentences):
+        return sentences
+
+    def promise(s: CandidateSentence) -> float:
+        words = content_words(s.text)
+        return (len(question_words & words) / len(question_words) if question_words else 0.0) + 1.0 / s.passage_rank
+
+    shortlist = sorted(sentences, key=lambda s: -promise(s))[:limit]
+    vectors = cache.embed(index.version, [(s.article_id, s.start, s.end, s.text) for s in shortlist])
+    for sentence, vector in zip(shortlist, vectors, strict=True):
+        sentence.vector = vector
+    return shortlist
 
 
 def compose(
@@ -87,48 +115,39 @@ def compose(
     candidates: list[Candidate],
     index: LoadedIndex,
     settings: Settings,
-    cache: SentenceEmbeddingCache,
+    cache: SentenceCache,
+    reader: Reader,
 ) -> Composed:
-    sentences = candidate_sentences(index, candidates, settings.answer_passages)
+    question_words = content_words(question)
+    sentences = candidate_sentences(index, candidates, settings.answer_passages, question_words)
     if not sentences:
         return Composed([], [], related_articles(index, candidates), True, 0.0)
-    question_words = content_words(question)
-    words = [content_words(s.text) for s in sentences]
-    for sentence, sentence_words in zip(sentences, words, strict=True):
-        sentence.lexical = len(question_words & sentence_words) / len(question_words) if question_words else 0.0
-    # Dense scoring is the expensive part: score only the most promising sentences with the encoder.
-    order = sorted(range(len(sentences)), key=lambda i: -(sentences[i].lexical + 1.0 / sentences[i].passage_rank))
-    shortlist = order[: settings.answer_dense_sentences]
-    embeddings = cache.embed(
-        index.version, [(s.article_id, s.start, s.end, s.text) for s in map(sentences.__getitem__, shortlist)]
-    )
-    for i, sim in zip(shortlist, embeddings @ query_vector, strict=True):
-        s = sentences[i]
-        s.dense = float(sim)
-        s.score = (
-            settings.answer_dense_weight * s.dense
-            + settings.answer_lexical_weight * s.lexical
-            + settings.answer_rank_weight / s.passage_rank
-        )
-    scored = sorted((sentences[i] for i in shortlist), key=lambda s: -s.score)
-    best = scored[0]
-    coverage = evidence_coverage(index, question, best.chunk_id)
-    confidence = settings.abstain_dense_weight * best.dense + (1 - settings.abstain_dense_weight) * coverage
+    sentences = _embed_missing(index, sentences, question_words, settings.answer_dense_sentences, cache)
+    asked = Question(question, query_vector, question_kind(question))
+    for sentence in sentences:
+        sentence.features = cheap_features(asked, question_words, sentence, index.bm25.idf)
+    ranked = reader.read(asked, sentences)
+    best = ranked[0]
+    confidence, coverage, dense = best.score, best.passage_coverage, best.features.get("dense", 0.0)
     if confidence < settings.abstain_threshold:
-        return Composed([], [], related_articles(index, candidates), True, best.score, confidence, coverage, best.dense)
+        return Composed(
+            [], [], related_articles(index, candidates), True, best.score, confidence, coverage, dense, None, asked.kind
+        )
 
-    chosen: list[ScoredSentence] = []
+    chosen: list[CandidateSentence] = []
     chosen_words: list[set[str]] = []
-    for sentence in scored:
-        if len(chosen) >= settings.answer_max_sentences:
-            break
-        if sentence.score < best.score * settings.answer_relative_cutoff:
+    for sentence in ranked:
+        if (
+            len(chosen) >= settings.answer_max_sentences
+            or sentence.score < best.score * settings.answer_relative_cutoff
+        ):
             break
         sentence_words = content_words(sentence.text)
         if any(_jaccard(sentence_words, other) > 0.6 for other in chosen_words):
             continue  # a near-duplicate of a chosen sentence (often the same wire copy in two articles)
         chosen.append(sentence)
         chosen_words.append(sentence_words)
+    span = short_answer(asked, chosen)
 
     # Sensible order: articles by their best sentence, sentences in article order within each.
     article_order = list(dict.fromkeys(s.article_id for s in chosen))
@@ -143,14 +162,23 @@ def compose(
         else:
             _add_quote(index, sources[number[sentence.article_id] - 1], sentence)
         answer.append(AnswerSentence(text=sentence.text, citations=[number[sentence.article_id]]))
-    return Composed(answer, sources, [], False, best.score, confidence, coverage, best.dense)
+    short = None
+    if span is not None:
+        short = ShortAnswer(
+            text=span.text,
+            source=number[span.article_id],
+            article_id=span.article_id,
+            start=span.start,
+            end=span.end,
+            kind=span.kind,
+        )
+    return Composed(answer, sources, [], False, best.score, confidence, coverage, dense, short, asked.kind)
 
 
-def evidence_coverage(index: LoadedIndex, question: str, chunk_id: int) -> float:
-    """How much of the question the best passage speaks to: the idf-weighted share of the question's words
+def evidence_coverage(index: LoadedIndex, wanted: set[str], chunk_id: int) -> float:
+    """How much of the question the passage speaks to: the idf-weighted share of the question's words
     (stemmed, stopwords removed) that occur in the passage or its article's title. A passage that matches
     the topic but misses the question's rare words ("GDP", "press conference") scores low."""
-    wanted = content_words(question)
     if not wanted:
         return 0.0
     chunk = index.chunks[chunk_id]
@@ -160,7 +188,7 @@ def evidence_coverage(index: LoadedIndex, question: str, chunk_id: int) -> float
     return sum(w for token, w in weights.items() if token in present) / total if total else 0.0
 
 
-def _source(index: LoadedIndex, n: int, sentence: ScoredSentence) -> Source:
+def _source(index: LoadedIndex, n: int, sentence: CandidateSentence) -> Source:
     article = index.articles[sentence.article_id]
     chunk = index.chunks[sentence.chunk_id]
     return Source(
@@ -178,7 +206,7 @@ def _source(index: LoadedIndex, n: int, sentence: ScoredSentence) -> Source:
     )
 
 
-def _add_quote(index: LoadedIndex, source: Source, sentence: ScoredSentence) -> None:
+def _add_quote(index: LoadedIndex, source: Source, sentence: CandidateSentence) -> None:
     source.quotes.append(Quote(text=sentence.text, start=sentence.start, end=sentence.end))
     source.quotes.sort(key=lambda q: q.start)
     chunk = index.chunks[sentence.chunk_id]

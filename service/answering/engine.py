@@ -23,6 +23,7 @@ from index.settings import Settings, get_settings
 from service.answering import query as query_parsing
 from service.answering.answer import compose, validate_markers
 from service.answering.generate import GenerationError, Generator
+from service.answering.reading import make_reader
 from service.answering.rerank import make_reranker
 from service.answering.retrieval import Candidate, Preferences, RetrievalFilters, Retriever
 from service.answering.schemas import Answer, AskRequest, Filters, Passage, SearchResponse, Timings
@@ -40,6 +41,7 @@ class Engine:
         self.encoder = encoder or get_encoder()
         self.sentence_cache = SentenceEmbeddingCache(self.encoder)
         self.retriever = Retriever(self.settings, reranker=make_reranker(self.settings, self.sentence_cache))
+        self.reader = make_reader(self.settings.reader, self.settings.reader_dir)
         self.generator = Generator(self.settings, self.encoder)  # used only when settings.llm_base_url is set
         self._lock = threading.Lock()
         self._index = self._load(verify=True)
@@ -129,7 +131,7 @@ class Engine:
             index, question, request.k, request.filters, as_of, prefer_articles
         )
         retrieved = time.perf_counter()
-        composed = compose(question, query_vector, candidates, index, self.settings, self.sentence_cache)
+        composed = compose(question, query_vector, candidates, index, self.settings, self.sentence_cache, self.reader)
         text = validate_markers(composed.text, len(composed.sources))
         sentences = composed.sentences
         mode: Literal["extractive", "generated"] = "extractive"
@@ -147,14 +149,20 @@ class Engine:
             question=request.question,
             standalone_question=question,
             answer=text,
+            short_answer=composed.short_answer if mode == "extractive" else None,
             sentences=sentences,
             sources=composed.sources,
             related=composed.related,
             passages=_passages(index, candidates),
             abstained=composed.abstained,
             confidence=round(composed.confidence, 4),
-            signals={"best_sentence_cosine": round(composed.best_dense, 4), "coverage": round(composed.coverage, 4)},
+            signals={
+                "reader_score": round(composed.confidence, 4),
+                "best_sentence_cosine": round(composed.best_dense, 4),
+                "coverage": round(composed.coverage, 4),
+            },
             mode=mode,
+            reader=self.reader.name,
             fallback_reason=fallback_reason,
             as_of=as_of,
             filters=request.filters,

@@ -1,0 +1,24 @@
+"""The reading stage: which candidate sentences answer the question, how sure that is, and the short answer.
+
+``base`` holds the interface (:class:`Reader`), ``kinds`` what a question asks for, ``features`` the evidence
+per sentence, ``entities`` spaCy's named entities, ``scorer`` the default (trained) reader, ``short_answer``
+the exact answer span, ``train`` how ``make reader`` builds the weights from the corpus.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.answering.reading.base import CandidateSentence, Question, Reader
+from service.answering.reading.scorer import FeatureReader, load_weights
+
+__all__ = ["CandidateSentence", "Question", "Reader", "make_reader"]
+
+
+def make_reader(name: str, weights_dir: Path) -> Reader:
+    """``features`` (default): the trained weights from ``weights_dir`` if present, else the hand-set ones."""
+    if name == "features":
+        return FeatureReader(load_weights(weights_dir))
+    if name == "features-untrained":
+        return FeatureReader(None)
+    raise ValueError(f"unknown reader {name!r} (features | features-untrained)")

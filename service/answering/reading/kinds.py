@@ -1,0 +1,79 @@
+"""What kind of answer a question asks for, and which named-entity labels can be that answer.
+
+The kind comes from the question's wh-phrase ("how many" -> number, "when" -> date, "who" -> person,
+"which company" -> organisation); entity labels are spaCy's OntoNotes labels, as ``reading.entities``
+finds them in candidate sentences.
+"""
+
+from __future__ import annotations
+
+import re
+
+KINDS = ("number", "date", "person", "place", "organisation", "thing", "reason", "manner")
+FACTUAL = frozenset({"number", "date", "person", "place", "organisation"})
+
+# Best first: a "how many" answer is a CARDINAL before it is a DATE ("371" before "this week").
+LABELS: dict[str, tuple[str, ...]] = {
+    "number": ("CARDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "TIME", "ORDINAL"),
+    "date": ("DATE", "TIME"),
+    "person": ("PERSON", "ORG"),
+    "place": ("GPE", "LOC", "FAC"),
+    "organisation": ("ORG", "NORP", "PERSON", "GPE"),
+}
+
+_NUMBER_HOW = frozenset("many much old long far tall big large high fast often".split())
+_DATE_NOUNS = frozenset("year date day month time decade century season week".split())
+_NUMBER_NOUNS = frozenset(
+    "number percent percentage amount price cost age score total share rate sum figure population salary".split()
+)
+_PLACE_NOUNS = frozenset(
+    "country city state town place county region nation island capital province continent venue stadium".split()
+)
+_ORG_NOUNS = frozenset(
+    "company team organization organisation group network party agency union firm club league university "
+    "school brand airline bank channel studio newspaper outlet band carrier automaker retailer alliance "
+    "treaty bloc coalition court committee ministry department institution charity startup".split()
+)
+_PRICE_VERBS = frozenset("cost costs pay paid sell sold worth raise raised earn earned spend spent charge owe".split())
+_AUXILIARIES = frozenset("do does did is are was were has have had will would can could".split())
+_PERSON_NOUNS = frozenset(
+    "person man woman player actor actress singer president leader official candidate author writer director "
+    "coach ceo chief minister senator judge lawyer rapper artist astronaut driver athlete star founder".split()
+)
+_WORD = re.compile(r"[A-Za-z']+")
+
+
+def question_kind(question: str) -> str:
+    """The answer kind asked for, from the first wh-word and the noun after "what"/"which"."""
+    words = [w.lower() for w in _WORD.findall(question)]
+    for i, word in enumerate(words):
+        after = words[i + 1 : i + 4]
+        if word == "how" and after:
+            if after[0] == "much" and len(after) > 1 and after[1] in _AUXILIARIES:
+                # "How much does Armenia rely on Russia?" asks for a degree; "How much did it cost?" for a sum
+                return "number" if _PRICE_VERBS & set(words[i + 2 :]) else "manner"
+            if after[0] in _NUMBER_HOW:
+                return "number"
+            return "manner"
+        if word in ("who", "whom", "whose"):
+            return "person"
+        if word == "when":
+            return "date"
+        if word == "where":
+            return "place"
+        if word == "why":
+            return "reason"
+        if word in ("what", "which"):
+            for noun in after:
+                if noun in _DATE_NOUNS:
+                    return "date"
+                if noun in _NUMBER_NOUNS:
+                    return "number"
+                if noun in _PLACE_NOUNS:
+                    return "place"
+                if noun in _ORG_NOUNS:
+                    return "organisation"
+                if noun in _PERSON_NOUNS:
+                    return "person"
+            return "thing"
+    return "thing"

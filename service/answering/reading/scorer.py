@@ -1,0 +1,107 @@
+"""The default reader: a logistic model over :mod:`features`, trained by ``make reader`` (``reading.train``).
+
+The trained weights live in ``<data>/reader/reader.json`` (a cache built from the corpus, never committed).
+Without them the reader uses the hand-set weights below, which reproduce the earlier answer scoring (cosine
+plus word overlap plus passage rank) and prefer sentences holding the asked-for kind of entity; its name then
+says so ("features-untrained"), in every answer and in ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from service.answering.reading.base import CandidateSentence, Question
+from service.answering.reading.features import CHEAP, FEATURES, entity_features
+
+log = logging.getLogger("byline.reading")
+
+READER_FILE = "reader.json"
+
+
+class ReaderWeights(BaseModel):
+    features: list[str]
+    weights: list[float]
+    bias: float
+    trained: dict[str, object] = Field(default_factory=dict, description="How and on what it was trained.")
+
+
+# dense 0.7 / lexical 0.3 / rank 0.05 was the earlier score; scaled so that a good sentence reads about 0.6.
+_HAND_SET = {
+    "dense": 7.0,
+    "lexical": 3.0,
+    "coverage": 2.0,
+    "rank": 0.5,
+    "question_mark": -3.0,
+    "caption": -1.0,
+    "kind_match": 0.6,
+    "kind_missing": -0.6,
+}
+UNTRAINED = ReaderWeights(
+    features=list(FEATURES),
+    weights=[_HAND_SET.get(name, 0.0) for name in FEATURES],
+    bias=-6.0,
+    trained={"source": "hand-set"},
+)
+
+
+def load_weights(directory: Path) -> ReaderWeights | None:
+    path = directory / READER_FILE
+    if not path.exists():
+        return None
+    try:
+        weights = ReaderWeights.model_validate_json(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("reader weights %s unusable (%s): using the untrained reader", path, exc)
+        return None
+    if weights.features != list(FEATURES) or len(weights.weights) != len(FEATURES):
+        log.warning("reader weights %s were trained on other features: using the untrained reader", path)
+        return None
+    return weights
+
+
+class FeatureReader:
+    """Scores every candidate on the cheap features, then the best ``shortlist`` again with entity evidence."""
+
+    def __init__(self, weights: ReaderWeights | None = None, shortlist: int = 8) -> None:
+        self.weights = weights or UNTRAINED
+        self.name = "features" if weights is not None else "features-untrained"
+        self.shortlist = shortlist
+        self._w = np.array(self.weights.weights, dtype=np.float64)
+        self._cheap = len(CHEAP)
+
+    def _logit(self, features: dict[str, float], names: tuple[str, ...]) -> float:
+        values = np.array([features.get(n, 0.0) for n in names], dtype=np.float64)
+        return float(values @ self._w[: len(names)] + self.weights.bias)
+
+    def read(self, question: Question, candidates: list[CandidateSentence]) -> list[CandidateSentence]:
+        for c in candidates:
+            c.score = _sigmoid(self._logit(c.features, CHEAP))
+        ranked = sorted(candidates, key=lambda c: -c.score)
+        head = ranked[: self.shortlist]
+        entity_features(question, head)
+        for c in head:
+            c.score = _sigmoid(self._logit(c.features, FEATURES))
+        head.sort(key=lambda c: -c.score)
+        return head + ranked[self.shortlist :]
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, **self.weights.trained}
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, x))))
+
+
+def save_weights(directory: Path, weights: ReaderWeights) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / READER_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(weights.model_dump(), indent=2))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,138 @@
+"""The reading stage: headings never answer, question kinds, the reader interface, short-answer spans, abstention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.headings import heading_spans
+from ingest.sentences import split_sentences
+from service.answering.reading import CandidateSentence, Question, make_reader
+from service.answering.reading import entities as ner
+from service.answering.reading.kinds import question_kind
+from service.answering.reading.scorer import FeatureReader, ReaderWeights, load_weights, save_weights
+from service.answering.reading.short_answer import short_answer
+from service.answering.schemas import AskRequest
+
+EXPLAINER = (
+    "Scottish police arrested the party's former chief executive on Wednesday.\n\n"
+    "Who is Peter Murrell?\n\n"
+    "Born in 1964 in Edinburgh, Murrell attended school in the city. He later studied in Glasgow.\n\n"
+    "What happens next\n\n"
+    "Officers said the investigation would continue. \"Why would we stop now?\" one officer asked.\n\n"
+    "When is the next hearing?\n\n"
+    "No date has been set.\n\n"
+    "Is this the end?"
+)
+
+
+def headings_of(text: str) -> list[str]:
+    return [text[s:e] for s, e in heading_spans(text, split_sentences(text))]
+
+
+def test_question_subheadings_and_unpunctuated_lines_are_headings() -> None:
+    assert headings_of(EXPLAINER) == ["Who is Peter Murrell?", "What happens next", "When is the next hearing?"]
+
+
+def test_questions_inside_prose_quotes_and_a_last_line_are_not_headings() -> None:
+    found = headings_of(EXPLAINER)
+    assert not any("Why would we stop" in h for h in found)  # inside a paragraph of prose
+    assert "Is this the end?" not in found  # nothing follows it to answer it
+    assert headings_of('"Where were you?"\n\nShe did not answer.') == []  # a quoted question is speech
+
+
+def test_an_ingested_explainer_never_quotes_its_subheadings(tmp_path: Path, encoder) -> None:
+    from ingest.job import run_ingest
+    from service.answering.engine import Engine
+
+    article = tmp_path / "articles" / "murrell.md"
+    article.parent.mkdir()
+    article.write_text("---\ntitle: Peter Murrell arrested\ndate: 2023-04-06\n---\n" + EXPLAINER.replace("\n\n", "\n\n"))
+    root = tmp_path / "index"
+    run_ingest([article.parent], index_root=root, encoder=encoder, progress=False)
+    engine = Engine(index_root=root, encoder=encoder)
+    chunks = engine.index.chunks_of(next(iter(engine.index.articles)))
+    marked = {c.text[s - c.start : e - c.start] for c in chunks for s, e in c.headings}
+    assert {"Who is Peter Murrell?", "When is the next hearing?"} <= marked
+    assert engine.index.manifest.chunking.version == 2
+    answer = engine.ask(AskRequest(question="Who is Peter Murrell?"))
+    quoted = [q.text for s in answer.sources for q in s.quotes]
+    assert not any(q.endswith("?") or q == "What happens next" for q in quoted), quoted
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("Three astronauts returned to Earth this week after how many days in space?", "number"),
+        ("How much did the painting sell for?", "number"),
+        ("How much does Armenia rely on Russia?", "manner"),
+        ("When is the Canadian Grand Prix?", "date"),
+        ("In what year did they marry?", "date"),
+        ("Who is his wife?", "person"),
+        ("Where did Murrell go to school?", "place"),
+        ("Which company bought the airline?", "organisation"),
+        ("Which military alliance are Russia and Armenia both members of?", "organisation"),
+        ("Why did Moscow summon the ambassador?", "reason"),
+        ("What did Pashinyan tell CNN in June?", "thing"),
+    ],
+)
+def test_question_kinds(question: str, kind: str) -> None:
+    assert question_kind(question) == kind
+
+
+def candidate(text: str, start: int, vector: np.ndarray, **features: float) -> CandidateSentence:
+    return CandidateSentence("a1", 1, start, start + len(text), text, 1, 1, vector, 0.5, features=dict(features))
+
+
+def test_the_reader_interface_scores_in_place_and_returns_best_first() -> None:
+    reader = FeatureReader(None)
+    assert reader.name == "features-untrained"
+    q = np.array([1.0, 0.0])
+    on_topic = candidate("The crew's mission was widely covered.", 0, np.array([0.9, 0.436]), dense=0.9, lexical=0.2)
+    answers = candidate("They spent 371 days in space.", 40, np.array([0.8, 0.6]), dense=0.8, lexical=0.6)
+    ranked = reader.read(Question("How many days did they spend in space?", q, "number"), [on_topic, answers])
+    assert [c.text for c in ranked] == [answers.text, on_topic.text]
+    assert all(0.0 <= c.score <= 1.0 for c in ranked)
+    if ner.available():  # the shortlist got entity evidence: the answer holds a CARDINAL the question lacks
+        assert answers.features["kind_match"] == 1.0 and on_topic.features["kind_missing"] == 1.0
+
+
+def test_trained_weights_load_only_when_they_match_the_features(tmp_path: Path) -> None:
+    assert load_weights(tmp_path) is None
+    reader = FeatureReader(None)
+    good = ReaderWeights(features=reader.weights.features, weights=reader.weights.weights, bias=-1.0, trained={"x": 1})
+    save_weights(tmp_path, good)
+    assert make_reader("features", tmp_path).name == "features"
+    save_weights(tmp_path, ReaderWeights(features=["dense"], weights=[1.0], bias=0.0))
+    assert make_reader("features", tmp_path).name == "features-untrained"
+    with pytest.raises(ValueError, match="unknown reader"):
+        make_reader("oracle", tmp_path)
+
+
+@pytest.mark.skipif(not ner.available(), reason="spaCy's English pipeline is not installed")
+def test_short_answer_is_an_exact_span_of_the_sentence_in_the_article() -> None:
+    article = "Intro line here.\nThree astronauts returned to Earth on Wednesday after having spent 371 in space."
+    start = article.index("Three")
+    sentence = candidate(article[start:], start, np.array([1.0, 0.0]))
+    asked = Question("Three astronauts returned to Earth this week after how many days in space?", np.zeros(2), "number")
+    span = short_answer(asked, [sentence])
+    assert span is not None and span.text == "371"
+    assert article[span.start : span.end] == span.text
+    assert short_answer(Question("Why did they return?", np.zeros(2), "reason"), [sentence]) is None
+
+
+def test_seed_answers_lead_with_a_cited_short_answer_and_unanswerable_questions_abstain(seed_index, encoder) -> None:
+    from service.answering.engine import Engine
+
+    engine = Engine(index_root=seed_index, encoder=encoder)
+    answer = engine.ask(AskRequest(question="Which human rights group warned of a humanitarian catastrophe?"))
+    assert not answer.abstained and answer.reader.startswith("features")
+    if answer.short_answer is not None:
+        text = engine.index.article_text(answer.short_answer.article_id)
+        assert text[answer.short_answer.start : answer.short_answer.end] == answer.short_answer.text
+        source = answer.sources[answer.short_answer.source - 1]
+        assert any(q.start <= answer.short_answer.start and answer.short_answer.end <= q.end for q in source.quotes)
+    for question in ("What is the boiling point of tungsten?", "Who composed the opera Turandot?"):
+        assert engine.ask(AskRequest(question=question)).abstained
