@@ -5,15 +5,41 @@ bm25s numbers documents 0..N-1; ``chunk_ids.npy`` maps those positions to chunk 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
+import sys
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 
-import bm25s
 import numpy as np
 import Stemmer
-from bm25s.stopwords import STOPWORDS_EN
+
+
+def _import_bm25s() -> ModuleType:
+    """bm25s, imported without scipy where nothing has imported scipy yet.
+
+    bm25s imports ``scipy.sparse`` when imported, if it can (0.13-0.34 s on these cores, most of what bm25s costs a
+    fresh process), and uses it for nothing we run: only ``BM25(csc_backend="scipy")`` builds with it, and the default
+    backend, ours, is numpy; loading and scoring are numpy too (``np.load`` of the index's three arrays). So the
+    import runs with ``scipy`` marked absent (a ``None`` in ``sys.modules`` makes that import fail, and bm25s then
+    sets ``SCIPY_AVAILABLE = False``) and the mark is removed right after: scipy stays importable for anyone else.
+    """
+    if "bm25s" in sys.modules or "scipy" in sys.modules:
+        import bm25s
+    else:
+        sys.modules["scipy"] = None  # type: ignore[assignment]
+        try:
+            import bm25s
+        finally:
+            if sys.modules.get("scipy", 0) is None:
+                del sys.modules["scipy"]
+    return bm25s
+
+
+bm25s = _import_bm25s()
+STOPWORDS_EN = importlib.import_module("bm25s.stopwords").STOPWORDS_EN
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 

@@ -1,0 +1,97 @@
+"""A lean process start on the default onnx-int8 path: `byline ask` imports no torch, transformers or
+sentence-transformers (checked with ``python -X importtime``), and the BM25 index loads without scipy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: the ONNX backends are optional")
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "transformers", "sentence_transformers")
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "BYLINE_EMBEDDING_BACKEND": "onnx-int8"}
+
+
+def imported_packages(stderr: str) -> set[str]:
+    """Top-level packages named in ``-X importtime`` output."""
+    names = set()
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+def run_python(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env() | extra, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_byline_ask_imports_no_torch_transformers_or_sentence_transformers(sample_index: Path) -> None:
+    byline = str(Path(sys.executable).with_name("byline"))
+    command = [byline, "ask", "--index", str(sample_index), "When is the Harbor City marathon?"]
+    warm = run_python(*command)  # a missing ONNX export is made here (that one-time export does import torch)
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    result = run_python("-X", "importtime", *command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip(), "byline ask printed no answer"
+    packages = imported_packages(result.stderr)
+    assert {"onnxruntime", "tokenizers", "faiss", "bm25s"} <= packages  # the check sees what was imported
+    assert packages.isdisjoint(HEAVY), sorted(packages & set(HEAVY))
+
+
+LOAD_AND_SEARCH = r"""
+import sys
+from pathlib import Path
+from index.reader import load_index
+
+index = load_index(Path(sys.argv[1]))
+ids, scores = index.bm25.search("marathon runners harbor", 5)
+assert len(ids) > 0, "no BM25 hit"
+assert "scipy" not in sys.modules, sorted(m for m in sys.modules if m.startswith("scipy"))
+import scipy.sparse  # still importable by anyone who needs it
+
+print("ok")
+"""
+
+
+def test_bm25_index_loads_and_scores_without_scipy(sample_index: Path) -> None:
+    result = run_python("-c", LOAD_AND_SEARCH, str(sample_index))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok"
+
+
+BUILD = r"""
+import sys
+from pathlib import Path
+import numpy as np
+if sys.argv[2] == "scipy-first":
+    import scipy.sparse
+from index import bm25
+
+texts = [p.read_text(errors="replace") for p in sorted(Path("samples").iterdir()) if p.is_file()]
+bm25.save(bm25.build(texts), np.arange(len(texts)), Path(sys.argv[1]))
+print(bm25.bm25s.SCIPY_AVAILABLE)
+"""
+
+
+def test_bm25_build_is_the_same_with_or_without_scipy_imported(tmp_path: Path) -> None:
+    outputs = {}
+    for mode in ("scipy-first", "lean"):
+        # a fixed hash seed: bm25s numbers the vocabulary in set order, which string hashing randomises per process
+        result = run_python("-c", BUILD, str(tmp_path / mode), mode, PYTHONHASHSEED="0")
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs[mode] = result.stdout.strip()
+    assert outputs == {"scipy-first": "True", "lean": "False"}
+    files = sorted(p.name for p in (tmp_path / "lean").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "scipy-first").iterdir()) and files
+    for name in files:
+        assert (tmp_path / "lean" / name).read_bytes() == (tmp_path / "scipy-first" / name).read_bytes(), name
