@@ -12,7 +12,7 @@ DEFAULT_CORPUS := $(if $(wildcard $(SHARED)/corpus/seed),$(SHARED)/corpus/seed s
 NEWS := $(SHARED)/corpus/news-2023q4.jsonl
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run ingest ingest-news serve test test-fast lint browser eval bench bench-quick bench-quality bench-peer clean
+.PHONY: install run ingest ingest-news serve test test-fast lint browser postgres eval bench bench-quick bench-quality bench-peer clean
 
 install: $(VENV)/.installed
 
@@ -49,7 +49,16 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "chromium could not be installed: the browser test will be skipped"
 
-test: install browser $(VENV)/.llm-installed
+# Debian's PostgreSQL server for the conversation-store and two-replica tests (they start their own throwaway
+# server with initdb/pg_ctl in a temporary directory), and the postgres extra (psycopg 3, psycopg_pool).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; } \
+	  || echo "PostgreSQL could not be installed: the PostgreSQL and replica tests will be skipped"
+
+$(VENV)/.postgres-installed: $(VENV)/.installed
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,postgres]' && touch $@
+
+test: install browser postgres $(VENV)/.llm-installed $(VENV)/.postgres-installed
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
