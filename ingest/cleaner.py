@@ -110,9 +110,16 @@ _PROMO_START = re.compile(
     r"join (?:our|the conversation)|download (?:the|our) app|to read how)\b",
     re.IGNORECASE,
 )
+# "Click here" as a call to action: the sentence starts with it, perhaps after a short lead clause
+# ("To read more, click here."). A sentence that only mentions the phrase ("Staff were told to click
+# here to claim a bonus, investigators said.") is article text.
+_CLICK_HERE = re.compile(
+    r"^(?:[^,.!?\n]{0,80},\s*)?(?:please\s+|simply\s+|just\s+)?click (?:here|this link|the link below)\b",
+    re.IGNORECASE,
+)
 # Calls to action inside a sentence; such sentences are removed, a paragraph of only them goes entirely.
 _PROMO_PHRASE = re.compile(
-    r"\bclick here\b|\bsign up (?:here|now|today|below|for (?:our|free|[^.!?\n]{0,40}\b(?:newsletters?|alerts|emails?))"
+    r"\bsign up (?:here|now|today|below|for (?:our|free|[^.!?\n]{0,40}\b(?:newsletters?|alerts|emails?))"
     r"|to (?:get|receive))|\bsubscribe (?:here|now|today|for free|to (?:our|the [^.!?\n]{0,30}newsletter))"
     r"|\bdelivered (?:straight |directly )?to your inbox\b|\bsupport (?:our|local) journalism\b"
     r"|\bplease consider (?:a |becoming a )?(?:subscri|paid subscri|member|donat)",
@@ -354,7 +361,7 @@ def _remove_promo_sentences(paras: list[_Para]) -> None:
         kept: list[str] = []
         removed: list[str] = []
         for sentence in _sentences(para.text):
-            if _PROMO_PHRASE.search(sentence) or _DISCLAIMER.search(sentence):
+            if _is_promo_sentence(sentence):
                 removed.append(sentence)
             else:
                 kept.append(sentence)
@@ -365,6 +372,13 @@ def _remove_promo_sentences(paras: list[_Para]) -> None:
         else:
             para.text = " ".join(kept)
             para.fragments.extend(removed)
+
+
+def _is_promo_sentence(sentence: str) -> bool:
+    """A call to action or a disclaimer; a sentence longer than a promo line is article text."""
+    if len(sentence) > SHORT_LINE:
+        return False
+    return bool(_CLICK_HERE.match(sentence) or _PROMO_PHRASE.search(sentence) or _DISCLAIMER.search(sentence))
 
 
 def _mark_caption_titles(paras: list[_Para]) -> None:

@@ -27,6 +27,23 @@ _SNIFF_BYTES = 8192  # how much of a streamed file is checked for NUL bytes befo
 _LONG_TITLE = 300  # a .txt "first line" longer than this is a paragraph, not a title
 
 
+# Characters that must not reach a terminal or a report raw: C0/C1 controls and DEL (newlines, ANSI
+# escapes), line and paragraph separators, bidirectional overrides, and lone surrogates (undecodable
+# bytes in a file name), which could not even be printed.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``, ``\\u202e``): one line, safe to print."""
+    return _UNPRINTABLE.sub(lambda m: _ESCAPES.get(m[0]) or _escape(m[0]), str(text))
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
 @dataclass(frozen=True)
 class Skipped:
     """Something that was not turned into an article, and why."""
@@ -35,7 +52,7 @@ class Skipped:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.origin}: {self.reason}"
+        return printable(f"{self.origin}: {self.reason}")
 
 
 Item = RawArticle | Skipped
