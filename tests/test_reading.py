@@ -21,7 +21,7 @@ EXPLAINER = (
     "Who is Peter Murrell?\n\n"
     "Born in 1964 in Edinburgh, Murrell attended school in the city. He later studied in Glasgow.\n\n"
     "What happens next\n\n"
-    "Officers said the investigation would continue. \"Why would we stop now?\" one officer asked.\n\n"
+    'Officers said the investigation would continue. "Why would we stop now?" one officer asked.\n\n'
     "When is the next hearing?\n\n"
     "No date has been set.\n\n"
     "Is this the end?"
@@ -49,7 +49,7 @@ def test_an_ingested_explainer_never_quotes_its_subheadings(tmp_path: Path, enco
 
     article = tmp_path / "articles" / "murrell.md"
     article.parent.mkdir()
-    article.write_text("---\ntitle: Peter Murrell arrested\ndate: 2023-04-06\n---\n" + EXPLAINER.replace("\n\n", "\n\n"))
+    article.write_text("---\ntitle: Peter Murrell arrested\ndate: 2023-04-06\n---\n" + EXPLAINER)
     root = tmp_path / "index"
     run_ingest([article.parent], index_root=root, encoder=encoder, progress=False)
     engine = Engine(index_root=root, encoder=encoder)
@@ -116,7 +116,9 @@ def test_short_answer_is_an_exact_span_of_the_sentence_in_the_article() -> None:
     article = "Intro line here.\nThree astronauts returned to Earth on Wednesday after having spent 371 in space."
     start = article.index("Three")
     sentence = candidate(article[start:], start, np.array([1.0, 0.0]))
-    asked = Question("Three astronauts returned to Earth this week after how many days in space?", np.zeros(2), "number")
+    asked = Question(
+        "Three astronauts returned to Earth this week after how many days in space?", np.zeros(2), "number"
+    )
     span = short_answer(asked, [sentence])
     assert span is not None and span.text == "371"
     assert article[span.start : span.end] == span.text
