@@ -1,4 +1,4 @@
-"""Run the benchmarks of issue 6 one after another and append one markdown section to bench/RESULTS.md.
+"""Run the benchmarks (issues 6 and 14) one after another and append one markdown section to bench/RESULTS.md.
 
     .venv/bin/python bench/run.py --quick     # < 5 min: 60-article ingest, 10 s per load level, 100k vectors, ...
     .venv/bin/python bench/run.py             # full, < 45 min: whole-corpus ingest, 30 s per level, 1M vectors, ...
@@ -27,6 +27,7 @@ QUICK = {
     "scale": ["--sizes", "100000", "--queries", "200"],
     "encoder_backends": ["--passages", "96", "--queries", "10", "--rounds", "1"],
     "profile_paths": ["--articles", "30", "--questions", "20", "--http-seconds", "8"],
+    "cold_paths": ["--questions", "20", "--http-questions", "20", "--process-rounds", "3"],
 }
 FULL = {
     "query_latency": ["--rounds", "3"],
@@ -35,6 +36,7 @@ FULL = {
     "scale": ["--sizes", "100000,1000000", "--queries", "200"],
     "encoder_backends": ["--passages", "600", "--queries", "50", "--rounds", "3"],
     "profile_paths": ["--articles", "150", "--questions", "60"],
+    "cold_paths": ["--questions", "60", "--http-questions", "60", "--process-rounds", "5"],
 }
 TIMEOUTS = {"quick": 240, "full": 45 * 60}
 

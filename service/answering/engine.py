@@ -76,11 +76,27 @@ class Engine:
                 log.error("keeping index version %s: %s", self._index.version, exc)
             self.last_reload_error = str(exc)
             return False
+        self._warm(fresh)
         with self._lock:
             self._index = fresh  # the old version stays alive for requests that still hold it
         self.last_reload_error = None
         log.info("loaded index version %s", fresh.version)
         return True
+
+    def _warm(self, index: LoadedIndex) -> None:
+        """One search on a version before it serves (default filters, today's ``as_of``, the newest article's title
+        as the query), so its filter cache, memory maps and stores are hot for the first request. Caches keyed by
+        content (sentence vectors, entities) carry over by themselves. A failure only logs: the switch goes on."""
+        if not index.articles:
+            return
+        started = time.perf_counter()
+        newest = max(index.articles.values(), key=lambda a: (a.published or date.min, a.id))
+        try:
+            self._retrieve(index, newest.title, 10, Filters(), date.today(), None)
+        except Exception:  # noqa: BLE001 - warming is best effort; the version loaded and verified fine
+            log.exception("warming index version %s failed", index.version)
+            return
+        log.info("warmed index version %s in %.0f ms", index.version, (time.perf_counter() - started) * 1000)
 
     # --- the library interface ---
     def _preferences(
