@@ -84,6 +84,7 @@ def serve_run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.web.api import create_app
+    from service.web.server import uvicorn_options
 
     settings = _settings(args)
     busy = port_problem(settings.host, settings.port)
@@ -92,8 +93,16 @@ def serve_run(args: argparse.Namespace) -> int:
         return 1
     app = create_app(settings)
     print(f"Byline on http://{settings.host}:{settings.port}/ (index {settings.index_dir})", file=sys.stderr)
-    # one JSON access line per request comes from the app itself
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+    # one JSON access line per request comes from the app itself; timeouts, connection limit and forwarded
+    # headers come from the settings (service/web/server.py)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=False,
+        **uvicorn_options(settings),
+    )
     return 0
 
 

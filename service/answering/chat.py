@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from index.reader import LoadedIndex
 from index.settings import Settings
+from index.tokens import count_tokens
 from service.answering.conversations import (
     DEFAULT_PAGE_SIZE,
     Conversation,
@@ -24,6 +25,11 @@ from service.answering.schemas import Answer, AskRequest, ChatAnswer, ChatReques
 SOURCES_FOOTER = "Sources:"
 _FOOTER_LINE = re.compile(r"^\[(\d+)\]\s+(?P<title>.+?)(?:\s+\u2014\s+.*)?$")
 _URL = re.compile(r"https?://\S+")
+_SHORT_ANSWER = re.compile(r"Answer: (.+?)(?: \[\d+\])?\n")  # the first line of a completion
+HISTORY_MAX_TOKENS = 2000  # settings.history_max_tokens' default
+HISTORY_MAX_TURNS = 20  # as many earlier turns as a stored conversation's recent history
+MAX_FOOTER_LINES = 50  # sources read back from one assistant message
+_MAX_TEXT_CHARS = 8000  # of one earlier message: more is never needed to resolve a follow-up
 
 
 @dataclass(frozen=True)
@@ -66,11 +72,7 @@ class ChatService:
 
     def complete(self, prepared: PreparedTurn) -> ChatAnswer:
         """Answer a prepared turn and store it (one transaction)."""
-        answer = self.engine.ask(
-            prepared.request,
-            standalone=prepared.resolution.standalone,
-            prefer_articles=prepared.resolution.prefer_articles or None,
-        )
+        answer = self._ask(prepared.request, prepared.resolution)
         turn = self.store.add_turn(
             prepared.conversation_id,
             prepared.request.question,
@@ -97,7 +99,7 @@ class ChatService:
     # --- stateless conversations (the OpenAI-compatible endpoint keeps its history in the request) ---
     def resolve_messages(self, question: str, earlier: Sequence[tuple[str, str]], index: LoadedIndex) -> Resolution:
         """Resolve ``question`` against earlier (user, assistant) exchanges given by the client."""
-        history = history_from_messages(earlier, index, self.resolver)
+        history = history_from_messages(earlier, index, self.resolver, self.settings.history_max_tokens)
         bounded: list[HistoryTurn] = []
         used = 0
         for turn in reversed(history):
@@ -110,45 +112,86 @@ class ChatService:
         return self.resolver.resolve(question, bounded)
 
     def answer_messages(self, request: AskRequest, earlier: Sequence[tuple[str, str]]) -> Answer:
-        resolution = self.resolve_messages(request.question, earlier, self.engine.index)
-        return self.engine.ask(
-            request, standalone=resolution.standalone, prefer_articles=resolution.prefer_articles or None
+        return self._ask(request, self.resolve_messages(request.question, earlier, self.engine.index))
+
+    def _ask(self, request: AskRequest, resolution: Resolution) -> Answer:
+        """Answer the resolved question; the earlier turns' questions join the search only."""
+        answer = self.engine.ask(
+            request,
+            standalone=resolution.standalone,
+            prefer_articles=resolution.prefer_articles or None,
+            context=resolution.context or None,
         )
+        return answer.model_copy(update={"assumed": resolution.assumed}) if resolution.assumed else answer
 
 
 def history_from_messages(
-    earlier: Sequence[tuple[str, str]], index: LoadedIndex, resolver: FollowupResolver
+    earlier: Sequence[tuple[str, str]],
+    index: LoadedIndex,
+    resolver: FollowupResolver,
+    max_tokens: int = HISTORY_MAX_TOKENS,
+    max_turns: int = HISTORY_MAX_TURNS,
 ) -> list[HistoryTurn]:
-    """History turns from a client's transcript: each user message resolved in turn, cited articles read back
-    from the assistant's "Sources:" footer (by URL, else by title)."""
-    by_url = {a.url: a.id for a in index.articles.values() if a.url}
-    by_title: dict[str, str] = {}
-    for article in index.articles.values():
-        by_title.setdefault(article.title.strip().lower(), article.id)
+    """History turns from a client's transcript, for resolving its last question.
+
+    The budget comes first: only the most recent exchanges that fit in ``max_tokens`` (counted on the raw
+    question and reply, each cut to ``_MAX_TEXT_CHARS`` characters) and ``max_turns`` are read at all, the
+    newest one always. Each kept user message is then resolved against the kept turns before it, and the
+    articles it cited are read back from the assistant's "Sources:" footer (by URL, else by title). So a
+    200-message, 110 KB transcript costs about what a short one does."""
+    kept: list[tuple[str, str, str]] = []  # (question, answer body, footer), newest first
+    used = 0
+    for question, reply in reversed(earlier):
+        if len(kept) >= max_turns:
+            break
+        question = question[:_MAX_TEXT_CHARS]
+        body, _, footer = reply[: 4 * _MAX_TEXT_CHARS].partition(f"\n{SOURCES_FOOTER}")
+        body = body[:_MAX_TEXT_CHARS].strip()
+        cost = count_tokens(f"{question}\n{body}")
+        if kept and used + cost > max_tokens:
+            break
+        kept.append((question, body, footer))
+        used += cost
+    kept.reverse()
+    lookup = _ArticleLookup(index) if any(footer for _, _, footer in kept) else None
     turns: list[HistoryTurn] = []
-    for question, reply in earlier:
-        body, _, footer = reply.partition(f"\n{SOURCES_FOOTER}")
-        cited: list[str] = []
-        for line in footer.splitlines():
-            line = line.strip()
-            match = _FOOTER_LINE.match(line)
-            if not match:
-                continue
-            article_id = next((by_url[u] for u in _URL.findall(line) if u in by_url), None)
-            article_id = article_id or by_title.get(match.group("title").strip().lower())
-            if article_id and article_id not in cited:
-                cited.append(article_id)
+    for question, body, footer in kept:
+        cited = lookup.cited(footer) if lookup and footer else []
         standalone = resolver.resolve(question, turns).standalone if turns else question
         turns.append(
             HistoryTurn(
                 question=question,
                 standalone=standalone,
-                answer_text=body.strip(),
+                answer_text=body,
                 quotes=(),
                 cited_article_ids=tuple(cited),
+                short_answer=short.group(1) if (short := _SHORT_ANSWER.match(body)) else "",
             )
         )
     return turns
+
+
+class _ArticleLookup:
+    """Article ids by URL and by title, to read a "Sources:" footer back."""
+
+    def __init__(self, index: LoadedIndex) -> None:
+        self.by_url = {a.url: a.id for a in index.articles.values() if a.url}
+        self.by_title: dict[str, str] = {}
+        for article in index.articles.values():
+            self.by_title.setdefault(article.title.strip().lower(), article.id)
+
+    def cited(self, footer: str) -> list[str]:
+        cited: list[str] = []
+        for line in footer.splitlines()[:MAX_FOOTER_LINES]:
+            line = line.strip()
+            match = _FOOTER_LINE.match(line)
+            if not match:
+                continue
+            article_id = next((self.by_url[u] for u in _URL.findall(line) if u in self.by_url), None)
+            article_id = article_id or self.by_title.get(match.group("title").strip().lower())
+            if article_id and article_id not in cited:
+                cited.append(article_id)
+        return cited
 
 
 def sources_footer(answer: Answer) -> str:

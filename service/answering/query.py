@@ -3,7 +3,8 @@
 "yesterday", "today", "this/last week", "this/last month", "this/last year", "in October [2023]",
 "in 2022" become a published-date range; a run of capitalised words naming an indexed publication
 ("CNN", "USA Today", "The Week") becomes a source filter. Everything is relative to the moment of the
-question (``as_of``), never to the wall clock.
+question (``as_of``), never to the wall clock. Ranges are clamped to the calendar (``date.min`` to
+``date.max``): "last year" asked on 0001-01-01 is 0001-01-01, never an ``OverflowError``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 _MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
 _MONTHS.update({name.lower(): i for i, name in enumerate(calendar.month_abbr) if name})
@@ -36,8 +37,24 @@ class TimeRange:
     recency: bool = False  # a vague "recently" / "latest": a preference, not a filter
 
 
+def _shift(day: date, days: int) -> date:
+    """``day + days``, clamped to the calendar (0001-01-01 .. 9999-12-31)."""
+    ordinal = day.toordinal() + days
+    return date.fromordinal(min(max(ordinal, date.min.toordinal()), date.max.toordinal()))
+
+
+def _clamp_year(year: int) -> int:
+    return min(max(year, date.min.year), date.max.year)
+
+
 def month_range(year: int, month: int) -> tuple[date, date]:
+    """The first and last day of a month; a year outside 1..9999 is clamped."""
+    year = _clamp_year(year)
     return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def _range(start: date, end: date, phrase: str, recency: bool = False) -> TimeRange:
+    return TimeRange(min(start, end), max(start, end), phrase, recency)
 
 
 def _in_name(text: str, position: int) -> bool:
@@ -51,26 +68,26 @@ def parse_time(question: str, as_of: date) -> TimeRange | None:
     if match:
         phrase = " ".join(match.group(1).lower().split())
         if phrase == "yesterday":
-            day = as_of - timedelta(days=1)
-            return TimeRange(day - timedelta(days=1), day, phrase)  # reported that day or the next morning
+            day = _shift(as_of, -1)
+            return _range(_shift(day, -1), day, phrase)  # reported that day or the next morning
         if phrase in ("today", "tonight"):
-            return TimeRange(as_of - timedelta(days=1), as_of, phrase)
+            return _range(_shift(as_of, -1), as_of, phrase)
         if phrase in ("this week", "past week"):
-            return TimeRange(as_of - timedelta(days=7), as_of, phrase)
+            return _range(_shift(as_of, -7), as_of, phrase)
         if phrase == "last week":
-            monday = as_of - timedelta(days=as_of.weekday())
-            return TimeRange(monday - timedelta(days=7), monday - timedelta(days=1), phrase)
+            monday = _shift(as_of, -as_of.weekday())
+            return _range(_shift(monday, -7), _shift(monday, -1), phrase)
         if phrase in ("this month", "past month"):
-            return TimeRange(as_of - timedelta(days=31), as_of, phrase)
+            return _range(_shift(as_of, -31), as_of, phrase)
         if phrase == "last month":
-            first = as_of.replace(day=1)
-            previous = first - timedelta(days=1)
-            return TimeRange(*month_range(previous.year, previous.month), phrase)
+            previous = _shift(as_of.replace(day=1), -1)
+            return _range(*month_range(previous.year, previous.month), phrase)
         if phrase in ("this year", "past year"):
-            return TimeRange(date(as_of.year, 1, 1), as_of, phrase)
+            return _range(date(as_of.year, 1, 1), as_of, phrase)
         if phrase == "last year":
-            return TimeRange(date(as_of.year - 1, 1, 1), date(as_of.year - 1, 12, 31), phrase)
-        return TimeRange(as_of - timedelta(days=30), as_of, phrase, recency=True)
+            year = _clamp_year(as_of.year - 1)
+            return _range(date(year, 1, 1), date(year, 12, 31), phrase)
+        return _range(_shift(as_of, -30), as_of, phrase, recency=True)
     match = _IN_MONTH.search(question)
     if match:
         month = _MONTHS[match.group(1).lower()]
@@ -79,11 +96,11 @@ def parse_time(question: str, as_of: date) -> TimeRange | None:
         else:  # the latest such month not after as_of
             year = as_of.year if month <= as_of.month else as_of.year - 1
         start, end = month_range(year, month)
-        return TimeRange(start, min(end + timedelta(days=1), as_of) if start <= as_of else end, match.group(0))
+        return _range(start, min(_shift(end, 1), as_of) if start <= as_of else end, match.group(0))
     match = _IN_YEAR.search(question)
     if match:
-        year = int(match.group(1))
-        return TimeRange(date(year, 1, 1), date(year, 12, 31), match.group(0))
+        year = _clamp_year(int(match.group(1)))
+        return _range(date(year, 1, 1), date(year, 12, 31), match.group(0))
     return None
 
 

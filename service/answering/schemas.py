@@ -2,36 +2,60 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_QUESTION_CHARS = 2000
+CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def no_surrogates(value: str) -> str:
+    """Refuse text with a lone surrogate (JSON ``"\\ud800"``): it is not Unicode and cannot be encoded back."""
+    if _SURROGATE.search(value):
+        raise ValueError("contains a lone surrogate (\\ud800-\\udfff), which is not valid Unicode text")
+    return value
+
+
+def iso_date_only(value: object) -> object:
+    """A date given as ``YYYY-MM-DD`` (or a ``date``): no numbers read as Unix times (``0`` -> 1970-01-01)."""
+    if isinstance(value, date) or (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+        return value
+    raise ValueError("expected a date as YYYY-MM-DD")
+
+
+Text = Annotated[str, AfterValidator(no_surrogates)]
+IsoDate = Annotated[date, BeforeValidator(iso_date_only)]
 
 
 class Filters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sources: list[str] | None = Field(default=None, description="Publications, e.g. ['cnn.com'].", max_length=20)
-    authors: list[str] | None = Field(default=None, description="Author names (substring match).", max_length=20)
-    date_from: date | None = Field(default=None, description="Published on or after this date.")
-    date_to: date | None = Field(default=None, description="Published on or before this date.")
+    sources: list[Text] | None = Field(default=None, description="Publications, e.g. ['cnn.com'].", max_length=20)
+    authors: list[Text] | None = Field(default=None, description="Author names (substring match).", max_length=20)
+    date_from: IsoDate | None = Field(default=None, description="Published on or after this date.")
+    date_to: IsoDate | None = Field(default=None, description="Published on or before this date.")
 
 
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
-    k: int = Field(default=10, ge=1, le=50, description="Passages retrieved behind the answer.")
+    question: Text = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    k: int = Field(default=10, ge=1, le=50, strict=True, description="Passages retrieved behind the answer.")
     filters: Filters = Field(default_factory=Filters)
-    as_of: date | None = Field(default=None, description="The moment the question is asked (default: today).")
-    stream: bool = Field(default=False, description="Stream the answer as server-sent events.")
+    as_of: IsoDate | None = Field(default=None, description="The moment the question is asked (default: today).")
+    stream: bool = Field(default=False, strict=True, description="Stream the answer as server-sent events.")
 
 
 class ChatRequest(AskRequest):
-    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="The user's message.")
-    conversation_id: str | None = Field(default=None, max_length=64, description="Omit to start a conversation.")
+    question: Text = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="The user's message.")
+    conversation_id: str | None = Field(
+        default=None, pattern=CONVERSATION_ID_PATTERN, description="Omit to start a conversation."
+    )
 
 
 class Quote(BaseModel):
@@ -108,6 +132,10 @@ class Timings(BaseModel):
 class Answer(BaseModel):
     question: str
     standalone_question: str = Field(description="The self-contained question actually searched.")
+    assumed: str | None = Field(
+        default=None,
+        description="For a follow-up whose reference was uncertain: the earlier subject it was taken to mean.",
+    )
     answer: str = Field(description="Answer text with inline [n] markers, or the abstention message.")
     short_answer: ShortAnswer | None = Field(
         default=None, description="For a factual question: the answer in a few words, quoted from a cited sentence."

@@ -6,6 +6,7 @@ Routes take ``StateDep``, ``SettingsDep``, ``EngineDep``, ``ChatDep`` or ``Index
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -32,9 +33,30 @@ def get_app_settings(state: StateDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
+# an absolute or home-relative file system path (POSIX or Windows), up to the next space, quote or bracket
+_PATH = re.compile(r"""(?:(?<![\w.])(?:[A-Za-z]:)?[\\/]|~/)[^\s'"()\[\],;]*""")
+
+
+def public_reason(message: str | None, limit: int = 200) -> str | None:
+    """A load or reload error as shown without a key (``/readyz``, 503 bodies): each file path cut to its file
+    name (``/srv/x/versions/v3/vectors.npy (checksum mismatch)`` -> ``vectors.npy of version v3 (checksum
+    mismatch)``), at most ``limit`` characters. The full message, paths included, is only in the logs."""
+    if message is None:
+        return None
+
+    def name_only(match: re.Match[str]) -> str:
+        parts = [p for p in re.split(r"[\\/]", match.group(0)) if p]
+        if len(parts) >= 3 and parts[-3] == "versions":  # <index>/versions/<version>/<file>
+            return f"{parts[-1]} of version {parts[-2]}"
+        return parts[-1] if parts else "<path>"
+
+    reason = " ".join(_PATH.sub(name_only, message).split())
+    return reason if len(reason) <= limit else reason[: limit - 1] + "\u2026"
+
+
 def not_ready(state: ServiceState) -> HTTPException:
-    """The 503 answered while no index is loaded, with the reason."""
-    reason = state.error or "still loading"
+    """The 503 answered while no index is loaded, with a short reason (no paths)."""
+    reason = public_reason(state.error) or "still loading"
     return HTTPException(503, detail=f"the index is not loaded: {reason}", headers={"Retry-After": "5"})
 
 

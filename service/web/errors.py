@@ -4,6 +4,8 @@ with a generic 500 message, never a stack trace."""
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from index.manifest import IndexError_
 from service.answering.conversations import ConversationNotFound
@@ -23,6 +26,7 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(ConversationNotFound, _on_not_found)
     app.add_exception_handler(IndexError_, _on_index_error)
+    app.add_exception_handler(sqlite3.Error, _on_store_error)
     app.add_exception_handler(Exception, _on_error)
 
 
@@ -48,7 +52,31 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else jsonable_encoder(exc.detail)
-    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405 and (allowed := allowed_methods(request)):
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app accepts at this path (Starlette lists only the first route's, so a
+    path served by a GET route and a DELETE route would answer ``Allow: GET, HEAD``)."""
+    methods: set[str] = set()
+    for route in _routes(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def _routes(routes: list[Any]) -> Iterator[Any]:
+    """The app's routes, flattened (FastAPI keeps an included router as one entry with its own routes)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _routes(included.routes)
+        else:
+            yield route
 
 
 async def _on_not_found(request: Request, exc: Exception) -> JSONResponse:
@@ -57,8 +85,34 @@ async def _on_not_found(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_index_error(request: Request, exc: Exception) -> JSONResponse:
+    from service.web.deps import public_reason  # deps imports the state, which imports the engine
+
     log.error("index error: %s", exc)
-    return JSONResponse({"detail": f"the index cannot be used: {exc}"}, status_code=503, headers={"Retry-After": "5"})
+    return JSONResponse(
+        {"detail": f"the index cannot be used: {public_reason(str(exc))}"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+_STORE_REASONS = {"SQLITE_FULL": "the disk is full", "SQLITE_IOERR_WRITE": "a write failed (disk full?)"}
+
+
+async def _on_store_error(request: Request, exc: Exception) -> JSONResponse:
+    """The conversation store (SQLite) failed, e.g. on a full disk: 503 for the conversation routes, which are
+    the only ones that use it; one-shot questions (``/v1/ask``, ``/v1/chat/completions``) keep answering."""
+    assert isinstance(exc, sqlite3.Error)
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    reason = _STORE_REASONS.get(name) or ("a write failed" if name.startswith("SQLITE_IOERR") else "a database error")
+    log.error("conversation store error on %s %s: %s (%s)", request.method, request.url.path, exc, name or "?")
+    return JSONResponse(
+        {
+            "detail": f"conversations are unavailable: {reason} in the conversation store; "
+            "one-shot questions (/v1/ask) still answer"
+        },
+        status_code=503,
+        headers={"Retry-After": "30"},
+    )
 
 
 async def _on_error(request: Request, exc: Exception) -> JSONResponse:

@@ -16,6 +16,8 @@ from service.web.metrics import Metrics
 access_log = logging.getLogger("byline.access")
 
 STATIC_MOUNTS = ("/static", "/docs-assets")  # file mounts: one metrics label each, not one per file
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"  # the metrics label of any method outside KNOWN_METHODS and of any path no route matched
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -95,11 +97,9 @@ class AccessMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or next(
-                (mount for mount in STATIC_MOUNTS if scope["path"].startswith(mount + "/")), "unmatched"
-            )
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], route).observe(elapsed)
+            route, method = metric_labels(scope)
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(elapsed)
             client = scope.get("client")
             access_log.info(
                 json.dumps(
@@ -114,6 +114,16 @@ class AccessMiddleware:
                     }
                 )
             )
+
+
+def metric_labels(scope: Scope) -> tuple[str, str]:
+    """The (route, method) labels of a request, each from a bounded set: a route template of the app or a
+    static mount, else ``other``; a standard HTTP method, else ``other``."""
+    route = getattr(scope.get("route"), "path", None) or next(
+        (mount for mount in STATIC_MOUNTS if scope["path"].startswith(mount + "/")), OTHER
+    )
+    method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER
+    return route, method
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -8,15 +8,14 @@ extra field ``byline``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
 from typing import Any, Literal
 
 from fastapi import HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from index.tokens import count_tokens
 from service.answering.chat import sources_footer
-from service.answering.schemas import Answer, Filters
+from service.answering.schemas import Answer, Filters, IsoDate, no_surrogates
 from service.web.sse import sse, text_pieces
 
 MODEL_ID = "byline"
@@ -28,6 +27,16 @@ class OpenAIMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
 
+    @field_validator("content")
+    @classmethod
+    def _valid_text(cls, content: str | list[dict[str, Any]] | None) -> str | list[dict[str, Any]] | None:
+        """422 at the edge for text that is not Unicode (a lone surrogate), in a string or in text parts."""
+        parts = [content] if isinstance(content, str) else [p.get("text") for p in content or []]
+        for part in parts:
+            if isinstance(part, str):
+                no_surrogates(part)
+        return content
+
 
 class ChatCompletionRequest(BaseModel):
     """The OpenAI chat-completions request; sampling options (temperature, max_tokens, ...) are accepted
@@ -37,10 +46,17 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = Field(default=MODEL_ID, max_length=200)
     messages: list[OpenAIMessage] = Field(min_length=1, max_length=200)
-    stream: bool = False
-    k: int = Field(default=10, ge=1, le=50, description="Byline extension: passages retrieved behind the answer.")
+    stream: bool = Field(default=False, strict=True)
+    k: int = Field(
+        default=10, ge=1, le=50, strict=True, description="Byline extension: passages retrieved behind the answer."
+    )
     filters: Filters = Field(default_factory=Filters, description="Byline extension: search filters.")
-    as_of: date | None = Field(default=None, description="Byline extension: the moment the question is asked.")
+    as_of: IsoDate | None = Field(default=None, description="Byline extension: the moment the question is asked.")
+
+    @field_validator("model")
+    @classmethod
+    def _valid_model(cls, model: str) -> str:
+        return no_surrogates(model)
 
 
 class CompletionMessage(BaseModel):

@@ -42,14 +42,18 @@ def answer_events(answer: Answer, meta: dict[str, Any]) -> Iterator[str]:
     yield sse("done", answer)
 
 
-async def _stream(events: Iterator[str]) -> AsyncIterator[str]:
+async def _stream(events: Iterator[str]) -> AsyncIterator[bytes]:
+    """The events as UTF-8 bytes. Each event is encoded here, inside the ``try``, so that nothing can fail
+    after this generator (an event that cannot be encoded, a failing event source): the stream then ends with
+    an ``error`` event instead of stopping mid-way; a complete stream ends with its own last event."""
     try:
         for event in events:
-            yield event
+            data = event.encode("utf-8")
+            yield data
             await asyncio.sleep(0)
     except Exception as exc:  # noqa: BLE001 - the status line is gone; report in-band
         log.exception("stream failed")
-        yield sse("error", {"detail": f"the answer stream failed: {type(exc).__name__}"})
+        yield sse("error", {"detail": f"the answer stream failed: {type(exc).__name__}"}).encode("utf-8")
 
 
 def event_stream(events: Iterator[str]) -> StreamingResponse:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import HTTPException, Query
+from fastapi import HTTPException, Path, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from service.answering.conversations import Conversation, ConversationFull
-from service.answering.schemas import Answer, AskRequest, ChatAnswer, ChatRequest, ErrorResponse
+from service.answering.conversations import Conversation, ConversationFull, StoreUnavailable
+from service.answering.schemas import (
+    CONVERSATION_ID_PATTERN,
+    Answer,
+    AskRequest,
+    ChatAnswer,
+    ChatRequest,
+    ErrorResponse,
+)
 from service.web.deps import ChatDep, EngineDep, SettingsDep, StateDep, check_question
 from service.web.ownership import OwnerDep
 from service.web.routes.v1 import v1_router
@@ -24,6 +31,7 @@ SSE_DOC = (
 )
 
 router = v1_router()
+ConversationId = Annotated[str, Path(pattern=CONVERSATION_ID_PATTERN, description="The id `/v1/chat` returned.")]
 
 
 @router.post(
@@ -65,12 +73,11 @@ async def chat(
     check_question(body.question, settings)
     try:
         prepared = await run_in_threadpool(service.prepare, body, owner)
-    except ConversationFull as exc:
-        raise HTTPException(409, detail=str(exc)) from None
-    try:
         answer = await run_in_threadpool(service.complete, prepared)
-    except ConversationFull as exc:  # another request took the last turn meanwhile
+    except ConversationFull as exc:  # (in complete: another request took the last turn meanwhile)
         raise HTTPException(409, detail=str(exc)) from None
+    except StoreUnavailable as exc:
+        raise store_unavailable(exc) from None
     state.metrics.observe_answer(answer)
     if body.stream:
         meta = {
@@ -93,7 +100,7 @@ async def chat(
     responses={404: {"model": ErrorResponse}},
 )
 async def get_conversation(
-    conversation_id: str,
+    conversation_id: ConversationId,
     service: ChatDep,
     settings: SettingsDep,
     owner: OwnerDep,
@@ -103,7 +110,10 @@ async def get_conversation(
     page = settings.conversation_page_size if limit is None else limit
     if page > settings.conversation_max_page_size:
         raise HTTPException(422, detail=f"limit: at most {settings.conversation_max_page_size} turns per page")
-    return await run_in_threadpool(service.history, conversation_id, owner, offset, page)
+    try:
+        return await run_in_threadpool(service.history, conversation_id, owner, offset, page)
+    except StoreUnavailable as exc:
+        raise store_unavailable(exc) from None
 
 
 @router.delete(
@@ -113,6 +123,14 @@ async def get_conversation(
     summary="Delete a conversation",
     responses={404: {"model": ErrorResponse}},
 )
-async def delete_conversation(conversation_id: str, service: ChatDep, owner: OwnerDep) -> Response:
-    await run_in_threadpool(service.delete, conversation_id, owner)
+async def delete_conversation(conversation_id: ConversationId, service: ChatDep, owner: OwnerDep) -> Response:
+    try:
+        await run_in_threadpool(service.delete, conversation_id, owner)
+    except StoreUnavailable as exc:
+        raise store_unavailable(exc) from None
     return Response(status_code=204)
+
+
+def store_unavailable(exc: StoreUnavailable) -> HTTPException:
+    """503 while the conversation store (PostgreSQL) cannot be reached; one-shot questions keep answering."""
+    return HTTPException(503, detail=f"{exc}; one-shot questions (/v1/ask) still answer", headers={"Retry-After": "5"})

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import HTTPException, Query
+from fastapi import HTTPException, Path, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from index.models import Span, is_safe_id
 from index.reader import LoadedIndex
-from service.answering.schemas import ErrorResponse, Filters, SearchResponse
+from service.answering.schemas import ErrorResponse, Filters, IsoDate, SearchResponse, Text
 from service.web.deps import EngineDep, IndexDep, SettingsDep, check_question
 from service.web.routes.v1 import v1_router
 
@@ -42,23 +42,24 @@ class ArticleDetail(ArticleSummary):
 
 
 router = v1_router()
+SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # index.models.is_safe_id, in the OpenAPI schema
 
 
 @router.get("/search", response_model=SearchResponse, tags=["search"], summary="Ranked passages for a query")
 async def search(
     engine: EngineDep,
     settings: SettingsDep,
-    q: Annotated[str, Query(min_length=1, max_length=2000, description="The query.")],
+    q: Annotated[Text, Query(min_length=1, max_length=2000, description="The query.")],
     k: Annotated[int, Query(ge=1, le=100, description="Passages to return.")] = 10,
     source: Annotated[
-        list[str] | None, Query(max_length=20, description="Publication(s), e.g. cnn.com; repeatable (up to 20).")
+        list[Text] | None, Query(max_length=20, description="Publication(s), e.g. cnn.com; repeatable (up to 20).")
     ] = None,
     author: Annotated[
-        list[str] | None, Query(max_length=20, description="Author name(s), substring match; repeatable (up to 20).")
+        list[Text] | None, Query(max_length=20, description="Author name(s), substring match; repeatable (up to 20).")
     ] = None,
-    date_from: Annotated[date | None, Query(description="Published on or after (YYYY-MM-DD).")] = None,
-    date_to: Annotated[date | None, Query(description="Published on or before (YYYY-MM-DD).")] = None,
-    as_of: Annotated[date | None, Query(description="The moment of the query (default today).")] = None,
+    date_from: Annotated[IsoDate | None, Query(description="Published on or after (YYYY-MM-DD).")] = None,
+    date_to: Annotated[IsoDate | None, Query(description="Published on or before (YYYY-MM-DD).")] = None,
+    as_of: Annotated[IsoDate | None, Query(description="The moment of the query (default today).")] = None,
 ) -> SearchResponse:
     check_question(q, settings)
     if date_from and date_to and date_from > date_to:
@@ -75,8 +76,8 @@ async def list_articles(
     source: Annotated[str | None, Query(max_length=200, description="Only this publication.")] = None,
     author: Annotated[str | None, Query(max_length=200, description="Author name, substring match.")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Words in the title.")] = None,
-    date_from: Annotated[date | None, Query()] = None,
-    date_to: Annotated[date | None, Query()] = None,
+    date_from: Annotated[IsoDate | None, Query()] = None,
+    date_to: Annotated[IsoDate | None, Query()] = None,
 ) -> ArticlePage:
     return await run_in_threadpool(_article_page, index, offset, limit, source, author, q, date_from, date_to)
 
@@ -88,7 +89,9 @@ async def list_articles(
     summary="One article: metadata, cleaned text and caption spans",
     responses={404: {"model": ErrorResponse}},
 )
-async def get_article(article_id: str, index: IndexDep) -> ArticleDetail:
+async def get_article(
+    article_id: Annotated[str, Path(pattern=SAFE_ID_PATTERN, description="An article id.")], index: IndexDep
+) -> ArticleDetail:
     if not is_safe_id(article_id):
         raise HTTPException(422, detail="article_id: not a valid article id")
     article = await run_in_threadpool(index.article_with_text, article_id)

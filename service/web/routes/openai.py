@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 import uuid
 
+from fastapi import HTTPException
 from fastapi.responses import Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from service.answering.schemas import AskRequest
@@ -54,7 +56,11 @@ async def chat_completions(
 ) -> ChatCompletion | Response:
     question, earlier = split_messages(body.messages)
     check_question(question, settings)
-    request = AskRequest(question=question, k=body.k, filters=body.filters, as_of=body.as_of)
+    try:
+        request = AskRequest(question=question, k=body.k, filters=body.filters, as_of=body.as_of)
+    except ValidationError as exc:  # e.g. a last message longer than a question may be
+        first = exc.errors()[0]
+        raise HTTPException(422, detail=f"messages: the question {first.get('msg', 'is invalid')}") from None
     answer = await run_in_threadpool(service.answer_messages, request, earlier)
     state.metrics.observe_answer(answer)
     content = completion_text(answer)

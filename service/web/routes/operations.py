@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from service.answering.schemas import ErrorResponse
-from service.web.deps import StateDep, not_ready
+from service.web.deps import StateDep, not_ready, public_reason
 
 
 class Health(BaseModel):
@@ -23,7 +23,9 @@ class Readiness(BaseModel):
     articles: int
     chunks: int
     reload_error: str | None = Field(
-        default=None, description="Why the newest published version was refused (the one above keeps serving)."
+        default=None,
+        description="Why the newest published version was refused (the one above keeps serving): a short reason "
+        "without paths; the full message is in the service log.",
     )
 
 
@@ -50,7 +52,7 @@ async def readyz(state: StateDep) -> Readiness:
         index_version=index.version,
         articles=len(index.articles),
         chunks=len(index.chunks),
-        reload_error=getattr(engine, "last_reload_error", None),
+        reload_error=public_reason(getattr(engine, "last_reload_error", None)),
     )
 
 

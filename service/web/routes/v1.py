@@ -11,6 +11,7 @@ from service.web.security import guard
 
 API_PREFIX = "/v1"
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The request body could not be parsed (e.g. it is not UTF-8)."},
     401: {"model": ErrorResponse, "description": "Missing or wrong API key (when keys are configured)."},
     413: {"model": ErrorResponse, "description": "Request body too large."},
     422: {"model": ErrorResponse, "description": "Invalid input; `detail` says what is wrong."},
