@@ -58,7 +58,11 @@ postgres:
 $(VENV)/.postgres-installed: $(VENV)/.installed
 	$(PIP) install --quiet -c constraints.txt -e '.[dev,postgres]' && touch $@
 
-test: install browser postgres $(VENV)/.llm-installed $(VENV)/.postgres-installed
+# The Ray engine's extra, for its tests (make run and the default install do without it).
+$(VENV)/.ray-installed: $(VENV)/.installed
+	$(PIP) install --quiet -c constraints.txt -e '.[ray]' && touch $@
+
+test: install browser postgres $(VENV)/.llm-installed $(VENV)/.postgres-installed $(VENV)/.ray-installed
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
