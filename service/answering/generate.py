@@ -16,10 +16,13 @@ Flow (called by ``Engine.ask`` only when ``settings.llm_base_url`` is set and th
    ... previous/above/all ... instructions/rules", "system prompt") is replaced by ``WITHHELD`` in the prompt and
    in the evidence, so the model never sees it and an answer echoing it finds no support.
 3. **Call.** ``POST {llm_base_url}/chat/completions`` (OpenAI-compatible: OpenAI, vLLM, Ollama's ``/v1``,
-   llama.cpp server; so the base URL ends in ``/v1``) with ``httpx``, ``temperature=0``, ``max_tokens`` and the
-   timeout ``settings.llm_timeout_s`` (httpx applies it to connecting and to each wait for data; a non-streamed
-   completion arrives in one piece, so it bounds the wait for the answer). Any HTTP error, timeout, non-200 status,
-   malformed or empty reply raises ``GenerationError``.
+   llama.cpp server; so the base URL ends in ``/v1``) with ``httpx``, ``temperature=0`` and ``max_tokens``.
+   ``settings.llm_timeout_s`` is a *total* deadline for the whole call (connecting, waiting and reading: a server
+   that drips a byte at a time cannot hold a request past it; httpx's own timeout is per read), and a reply larger
+   than ``settings.llm_max_reply_bytes`` is refused while it is read (by ``Content-Length`` up front, else when
+   the bytes read pass the limit), so a huge reply never sits in memory. Any HTTP error, timeout, oversized,
+   non-200, malformed or empty reply raises ``GenerationError``; the engine then gives the extractive answer with
+   ``fallback_reason`` saying why.
 4. **Check** (``SupportChecker.check``). The reply is split into sentences; markers that point nowhere are dropped; each
    sentence is scored against the sentences of the passages (see ``support``) and is
    - kept with the citations that support it, when at least one of its own markers is supported;
@@ -52,9 +55,14 @@ word overlap see polarity well, which is why the citations, quotes and the extra
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import re
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -66,6 +74,7 @@ from service.answering.answer import Composed, content_words, validate_markers
 from service.answering.schemas import AnswerSentence, Source
 
 log = logging.getLogger("byline.generate")
+_T = TypeVar("_T")
 
 DENSE_MIN = 0.45  # the best-matching passage sentence must be at least this close (cosine)
 SUPPORT_MIN = 1.40  # dense + overlap must reach this: a close paraphrase, or a looser one in the passage's words
@@ -273,6 +282,16 @@ class SupportChecker:
 
 
 # --- the generator ---
+def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine to completion from synchronous code (in a thread of its own if this one has a loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 class Generator:
     def __init__(self, settings: Settings, encoder: Encoder, max_tokens: int = MAX_TOKENS) -> None:
         self.settings = settings
@@ -292,23 +311,45 @@ class Generator:
             "stream": False,
         }
         headers = {"Authorization": f"Bearer {self.settings.llm_api_key}"}
+        deadline = self.settings.llm_timeout_s
         try:
-            response = httpx.post(
-                f"{base}/chat/completions", json=body, headers=headers, timeout=self.settings.llm_timeout_s
-            )
-        except httpx.TimeoutException:
-            raise GenerationError(f"the language model timed out after {self.settings.llm_timeout_s:g} s") from None
+            status, raw = _run(asyncio.wait_for(self._post(f"{base}/chat/completions", body, headers), deadline))
+        except TimeoutError:
+            raise GenerationError(f"the language model timed out after {deadline:g} s (total deadline)") from None
         except httpx.HTTPError as exc:
             raise GenerationError(f"the language model could not be reached: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise GenerationError(f"the language model answered HTTP {response.status_code}")
+        if status != 200:
+            raise GenerationError(f"the language model answered HTTP {status}")
         try:
-            content = response.json()["choices"][0]["message"]["content"]
+            content = json.loads(raw)["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise GenerationError("the language model's reply was not an OpenAI chat completion") from None
         if not isinstance(content, str) or not content.strip():
             raise GenerationError("the language model returned an empty answer")
         return content
+
+    async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, bytes]:
+        """POST and read the reply, at most ``llm_max_reply_bytes`` of it (``GenerationError`` beyond). Runs under
+        ``asyncio.wait_for``: the deadline cancels it wherever it waits, and the connection is closed."""
+        limit = self.settings.llm_max_reply_bytes
+        too_large = GenerationError(f"the language model's reply was larger than {limit} bytes")
+        async with (
+            httpx.AsyncClient(timeout=self.settings.llm_timeout_s) as client,
+            client.stream("POST", url, json=body, headers=headers) as response,
+        ):
+            if response.status_code != 200:
+                return response.status_code, b""
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise too_large
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+            return response.status_code, b"".join(chunks)
 
     def generate(self, question: str, composed: Composed) -> GeneratedAnswer:
         """A checked, cited answer over ``composed.sources``; raises ``GenerationError`` when there is none."""
