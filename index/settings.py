@@ -134,6 +134,9 @@ class Settings(BaseSettings):
         "(shared by replicas; needs the postgres extra); sqlite:///path = a SQLite file elsewhere.",
     )
     conversation_pool_size: int = Field(default=4, ge=1, description="PostgreSQL connections per process.")
+    conversation_pool_timeout_s: float = Field(
+        default=5.0, gt=0, description="Wait for a PostgreSQL connection this long, then answer 503."
+    )
     conversation_max_turns: int = Field(
         default=200, ge=1, description="Turns per conversation; a follow-up past this gets 409."
     )

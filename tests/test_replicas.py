@@ -155,3 +155,42 @@ def test_two_replicas_share_conversations_through_postgresql(postgres, sample_in
         for replica in replicas.values():
             replica.stop()
         print("\n" + "\n".join(log.lines))
+
+
+def test_postgres_down_is_503_and_one_shot_questions_still_answer(postgres, sample_index: Path, encoder) -> None:
+    """A PostgreSQL of its own, stopped mid-run: conversation routes answer 503 with a clear message, /v1/ask 200."""
+    from conftest import running_server
+    from pg_server import PostgresServer
+
+    from index.settings import Settings
+    from service.answering.engine import Engine
+    from service.web.api import create_app
+
+    own = PostgresServer(postgres.bin_dir).start()
+    stopped = False
+    try:
+        settings = Settings(
+            conversation_store=own.new_database(),
+            conversation_pool_timeout_s=1.0,
+            api_keys=[],
+            rate_limit_per_minute=10_000,
+        )
+        app = create_app(settings, Engine(index_root=sample_index, encoder=encoder))
+        with running_server(app) as url, httpx.Client(base_url=url, timeout=60) as http:
+            cid = http.post("/v1/chat", json={"question": QUESTION}).json()["conversation_id"]
+            own.stop()
+            stopped = True
+            for response in (
+                http.get(f"/v1/conversations/{cid}"),
+                http.post("/v1/chat", json={"question": FOLLOW_UP, "conversation_id": cid}),
+                http.post("/v1/chat", json={"question": QUESTION}),
+                http.delete(f"/v1/conversations/{cid}"),
+            ):
+                assert response.status_code == 503, response.text
+                assert response.json()["detail"].startswith("the conversation store is unavailable")
+                assert response.headers["retry-after"] == "5"
+            asked = http.post("/v1/ask", json={"question": QUESTION})
+            assert asked.status_code == 200 and asked.json()["sources"]
+    finally:
+        if not stopped:
+            own.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
@@ -42,7 +43,12 @@ class ServiceState:
             self.error = None
 
     def load(self) -> None:
-        """Build the engine from the settings (blocking: loads the encoder and the index)."""
+        """Build the engine from the settings (blocking: loads the encoder and the index). A configured conversation
+        store (PostgreSQL) opens first, so that while it cannot each retry costs a connection attempt, not a load;
+        the default one, beside the index, waits for the index."""
+        with self._lock:
+            if self.store is None and self.settings.conversation_store.strip():
+                self.store = open_store(self.settings, Path(self.settings.index_dir))
         self.attach(Engine(settings=self.settings))
         log.info(
             "serving index version %s from %s",

@@ -14,6 +14,7 @@ from service.answering.conversations.models import (
     ConversationNotFound,
     ConversationTurn,
     StoreLimits,
+    StoreUnavailable,
     history_tokens,
     new_conversation_id,
     valid_conversation_id,
@@ -40,7 +41,12 @@ def open_store(settings: object, index_root: Path) -> ConversationStore:
                 "BYLINE_CONVERSATION_STORE is a PostgreSQL URL but psycopg is not installed: "
                 "pip install -e '.[postgres]'"
             ) from exc
-        return PostgresConversationStore(target, limits, pool_size=int(getattr(settings, "conversation_pool_size", 4)))
+        return PostgresConversationStore(
+            target,
+            limits,
+            pool_size=int(getattr(settings, "conversation_pool_size", 4)),
+            pool_timeout_s=float(getattr(settings, "conversation_pool_timeout_s", 5.0)),
+        )
     if target.startswith(SQLITE_SCHEME):
         return SQLiteConversationStore(Path(target[len(SQLITE_SCHEME) :]), limits)  # sqlite:////abs, sqlite:///rel
     raise ValueError("conversation_store: expected empty (SQLite beside the index), postgresql://... or sqlite:///path")
@@ -57,6 +63,7 @@ __all__ = [
     "ConversationTurn",
     "SQLiteConversationStore",
     "StoreLimits",
+    "StoreUnavailable",
     "history_tokens",
     "new_conversation_id",
     "open_store",

@@ -41,6 +41,10 @@ class ConversationFull(Exception):
         self.max_turns = max_turns
 
 
+class StoreUnavailable(RuntimeError):
+    """The conversation store cannot be reached (e.g. PostgreSQL is down); the message names no secrets."""
+
+
 @dataclass(frozen=True)
 class StoreLimits:
     """``max_turns`` per conversation; ``idle_expiry_s`` after its last turn a conversation is gone (0 = never)."""

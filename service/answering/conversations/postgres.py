@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from psycopg import Connection
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from service.answering.conversations.models import (
     DEFAULT_PAGE_SIZE,
@@ -26,6 +28,7 @@ from service.answering.conversations.models import (
     ConversationFull,
     ConversationNotFound,
     StoreLimits,
+    StoreUnavailable,
     pick_history,
     turn_from_row,
     valid_conversation_id,
@@ -38,6 +41,8 @@ T = TypeVar("T")
 
 MIGRATION_LOCK = 0x6279_6C69_6E65  # pg_advisory_xact_lock key ("byline")
 PURGE_EVERY_S = 60.0
+POOL_TIMEOUT_S = 5.0  # a request waits this long for a connection, then the store is unavailable
+_DOWN = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         "CREATE TABLE byline_conversations ("
@@ -88,7 +93,12 @@ class PostgresConversationStore:
     """The conversation store over a connection pool (connections in autocommit; writes in explicit transactions)."""
 
     def __init__(
-        self, url: str, limits: StoreLimits | None = None, pool_size: int = 4, connect_timeout_s: float = 10.0
+        self,
+        url: str,
+        limits: StoreLimits | None = None,
+        pool_size: int = 4,
+        connect_timeout_s: float = 10.0,
+        pool_timeout_s: float = POOL_TIMEOUT_S,
     ) -> None:
         self.url = url
         self.limits = limits or StoreLimits()
@@ -99,6 +109,7 @@ class PostgresConversationStore:
             kwargs={"autocommit": True},
             check=ConnectionPool.check_connection,
             name="byline-conversations",
+            timeout=pool_timeout_s,
             open=False,
         )
         try:
@@ -116,8 +127,18 @@ class PostgresConversationStore:
     def _params(self, conversation_id: str, **more: object) -> dict[str, object]:
         return {"id": conversation_id, "expiry": float(self.limits.idle_expiry_s), **more}
 
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A pooled connection; PostgreSQL unreachable (or gone mid-query) is ``StoreUnavailable``."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except _DOWN as exc:
+            log.error("conversation store %s: %s: %s", redact(self.url), type(exc).__name__, exc)
+            raise StoreUnavailable(f"the conversation store is unavailable ({type(exc).__name__})") from None
+
     def purge_expired(self) -> int:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cursor = conn.execute(f"DELETE FROM byline_conversations WHERE {_EXPIRED}", self._params(""))
             return cursor.rowcount
 
@@ -147,7 +168,7 @@ class PostgresConversationStore:
 
     def _run(self, conversation_id: str, work: Callable[[Connection], T]) -> T:
         """Run ``work(conn)`` in a transaction; an expiry found inside commits its delete, then is not found."""
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             with conn.transaction():
                 try:
                     return work(conn)
@@ -268,7 +289,7 @@ class PostgresConversationStore:
         return pick_history(self._run(conversation_id, work), max_tokens)
 
     def count(self) -> int:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM byline_conversations").fetchone()[0])
 
     def close(self) -> None:
