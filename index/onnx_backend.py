@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,20 +109,24 @@ class WordPieceTokenizer:
     """
 
     def __init__(self, model_dir: Path, max_length: int) -> None:
-        from tokenizers import Tokenizer
-
-        path = Path(model_dir) / "tokenizer.json"
-        try:
-            self._truncating = Tokenizer.from_file(str(path))
-            self._whole = Tokenizer.from_file(str(path))
-        except Exception as exc:  # the Rust side raises plain Exceptions
-            raise OnnxBackendError(f"cannot load the tokenizer {path}: {exc}") from exc
-        for tokenizer in (self._truncating, self._whole):
-            tokenizer.no_padding()
-            tokenizer.no_truncation()
+        self.path = Path(model_dir) / "tokenizer.json"
+        self._truncating = self._load()
         self._truncating.enable_truncation(max_length=int(max_length))
+        self._whole: Any = None  # for counting (ingest only): loaded on first use, ~70 ms
+        self._lock = threading.Lock()
         pad = self._truncating.token_to_id("[PAD]")
         self.pad_token_id = int(pad) if pad is not None else 0
+
+    def _load(self) -> Any:
+        from tokenizers import Tokenizer
+
+        try:
+            tokenizer = Tokenizer.from_file(str(self.path))
+        except Exception as exc:  # the Rust side raises plain Exceptions
+            raise OnnxBackendError(f"cannot load the tokenizer {self.path}: {exc}") from exc
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        return tokenizer
 
     def encode(self, texts: list[str]) -> list[Any]:
         """``tokenizers.Encoding`` per text, with [CLS]/[SEP], truncated to the model's maximum length."""
@@ -130,6 +134,9 @@ class WordPieceTokenizer:
 
     def count(self, texts: list[str]) -> list[int]:
         """Word pieces per text, without special tokens and without truncation."""
+        with self._lock:
+            if self._whole is None:
+                self._whole = self._load()
         return [len(e.ids) for e in self._whole.encode_batch(list(texts), add_special_tokens=False)]
 
 
@@ -334,7 +341,13 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def ensure_export(model_dir: Path, model_sha256: str, variant: str, cache_dir: Path) -> Path:
+def ensure_export(
+    model_dir: Path,
+    model_sha256: str,
+    variant: str,
+    cache_dir: Path,
+    before_export: Callable[[], None] | None = None,
+) -> Path:
     """The path of a verified ``model.onnx`` for ``variant``, exporting it first when the cache has none.
 
     Exports are built in a temporary directory beside the final one and renamed into place, under a lock file,
@@ -356,6 +369,8 @@ def ensure_export(model_dir: Path, model_sha256: str, variant: str, cache_dir: P
             shutil.rmtree(stale, ignore_errors=True)
         work = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
         try:
+            if before_export is not None:  # e.g. verify the weights: the export is the one reader of them
+                before_export()
             meta = export(model_dir, variant, work, model_sha256)
             work.chmod(0o755)
             os.rename(work, final)
@@ -472,10 +487,18 @@ def pool_spans(
     return np.ascontiguousarray(result, dtype=np.float32)
 
 
-def load_embedder(model_dir: Path, model_sha256: str, variant: str, cache_dir: Path, threads: int = 0) -> OnnxEmbedder:
+def load_embedder(
+    model_dir: Path,
+    model_sha256: str,
+    variant: str,
+    cache_dir: Path,
+    threads: int = 0,
+    before_export: Callable[[], None] | None = None,
+) -> OnnxEmbedder:
     """Exports (once, cached) and loads the ``variant`` ONNX model of the sentence-transformers ``model_dir``.
 
-    ``model_dir``'s weights must already have been verified against ``model_sha256`` by the caller.
+    ``before_export`` runs before an export, the only reader of ``model_dir``'s weights: the caller verifies them
+    against ``model_sha256`` there. A cached export is verified by its own sha256 and was made from verified weights.
     """
-    path = ensure_export(Path(model_dir), model_sha256, variant, Path(cache_dir))
+    path = ensure_export(Path(model_dir), model_sha256, variant, Path(cache_dir), before_export)
     return OnnxEmbedder(Path(model_dir), path, threads=threads, variant=variant)
