@@ -81,6 +81,9 @@ class Settings(BaseSettings):
         default=0.3, ge=0, description="Boost for a publication or period the question names, in RRF units."
     )
     conversation_bonus: float = Field(default=0.5, ge=0, description="Boost for articles cited earlier.")
+    followup_context_weight: float = Field(
+        default=0.5, ge=0, description="Weight of a follow-up's earlier questions in its search vector."
+    )
     rerank_depth: int = Field(default=30, ge=1, description="Fused candidates the rerank stage reorders.")
     rerank_weight: float = Field(default=0.5, ge=0, le=1, description="Share of the rerank score in the final one.")
     default_k: int = Field(default=10, ge=1, le=100)

@@ -167,6 +167,8 @@ def print_answer(answer: Answer, out: TextIO) -> None:
     """The answer with its [n] markers, then the numbered sources with their quotes, then the latency."""
     if answer.standalone_question and answer.standalone_question != answer.question:
         print(f"(searched: {answer.standalone_question})", file=out)
+    if answer.assumed:
+        print(f"(assumed you mean {answer.assumed})", file=out)
     if answer.abstained:
         print("No answer in the articles.", file=out)
     elif answer.short_answer is not None:

@@ -127,24 +127,36 @@ class Engine:
         filters: Filters,
         as_of: date,
         prefer_articles: list[str] | None,
+        context: str | None = None,
     ) -> tuple[list[Candidate], Filters, np.ndarray]:
         query_vector = self.encoder.embed_query(question)
         prefs, shown = self._preferences(question, filters, as_of, index, prefer_articles)
         hard = RetrievalFilters(
             sources=filters.sources, authors=filters.authors, date_from=filters.date_from, date_to=filters.date_to
         )
-        candidates = self.retriever.retrieve(index, question, query_vector, k, hard, as_of, prefs)
+        search_text, search_vector = question, query_vector
+        if context:  # a conversation's earlier questions: in the search only, never in what the reader scores
+            search_text = f"{question} {context}"
+            mixed = query_vector + self.settings.followup_context_weight * self.encoder.embed_query(context)
+            search_vector = (mixed / max(float(np.linalg.norm(mixed)), 1e-9)).astype(query_vector.dtype)
+        candidates = self.retriever.retrieve(index, search_text, search_vector, k, hard, as_of, prefs)
         return candidates, shown, query_vector
 
     def ask(
-        self, request: AskRequest, standalone: str | None = None, prefer_articles: list[str] | None = None
+        self,
+        request: AskRequest,
+        standalone: str | None = None,
+        prefer_articles: list[str] | None = None,
+        context: str | None = None,
     ) -> Answer:
+        """``standalone``: the resolved question (searched and read); ``context``: earlier questions of the
+        conversation, added to the search only; ``prefer_articles``: articles cited earlier, favoured."""
         started = time.perf_counter()
         index = self._index  # one version for the whole request
         as_of = request.as_of or date.today()
         question = (standalone or request.question).strip()
         candidates, preferences, query_vector = self._retrieve(
-            index, question, request.k, request.filters, as_of, prefer_articles
+            index, question, request.k, request.filters, as_of, prefer_articles, context
         )
         retrieved = time.perf_counter()
         composed = compose(question, query_vector, candidates, index, self.settings, self.sentence_cache, self.reader)

@@ -59,9 +59,24 @@ class ChatCompletionRequest(BaseModel):
         return no_surrogates(model)
 
 
+class UrlCitation(BaseModel):
+    url: str
+    title: str
+    start_index: int = Field(description="Where the cited text starts in the message content.")
+    end_index: int = Field(description="Where it ends (exclusive).")
+
+
+class Annotation(BaseModel):
+    type: Literal["url_citation"] = "url_citation"
+    url_citation: UrlCitation
+
+
 class CompletionMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    annotations: list[Annotation] = Field(
+        default_factory=list, description="OpenAI's slot for sources: one url_citation per cited sentence with a url."
+    )
 
 
 class CompletionChoice(BaseModel):
@@ -153,6 +168,30 @@ def completion_text(answer: Answer) -> str:
     return text
 
 
+def annotations(answer: Answer, content: str) -> list[Annotation]:
+    """A url_citation for each (sentence, source) pair the answer cites where the source has a url, with the
+    sentence's span in ``content`` (the short-answer line first, when there is one)."""
+    if answer.abstained:
+        return []
+    urls = {s.n: s for s in answer.sources if s.url}
+    cited: list[tuple[str, list[int]]] = []
+    if answer.short_answer is not None:
+        cited.append((answer.short_answer.text, [answer.short_answer.source]))
+    cited.extend((sentence.text, sentence.citations) for sentence in answer.sentences)
+    found: list[Annotation] = []
+    cursor = 0
+    for text, numbers in cited:
+        start = content.find(text, cursor) if text else -1
+        if start < 0:
+            continue
+        cursor = start + len(text)
+        for n in numbers:
+            if n in urls:
+                span = UrlCitation(url=urls[n].url or "", title=urls[n].title, start_index=start, end_index=cursor)
+                found.append(Annotation(url_citation=span))
+    return found
+
+
 def completion_usage(messages: list[OpenAIMessage], content: str) -> Usage:
     """Token counts (tiktoken) of the request messages and of the completion's content."""
     prompt_tokens = sum(count_tokens(message_text(m)) for m in messages)
@@ -179,5 +218,6 @@ def completion_chunks(answer: Answer, model: str, completion_id: str, created: i
     yield chunk({"role": "assistant", "content": ""})
     for piece in text_pieces(completion_text(answer)):
         yield chunk({"content": piece})
-    yield chunk({}, "stop", usage=usage, byline=answer)
+    final = {"annotations": [a.model_dump() for a in annotations(answer, completion_text(answer))]}
+    yield chunk(final, "stop", usage=usage, byline=answer)
     yield sse(None, "[DONE]")

@@ -20,6 +20,7 @@ from service.web.openai_compat import (
     CompletionMessage,
     ModelCard,
     ModelList,
+    annotations,
     completion_chunks,
     completion_text,
     completion_usage,
@@ -73,7 +74,9 @@ async def chat_completions(
         id=completion_id,
         created=created,
         model=body.model,
-        choices=[CompletionChoice(message=CompletionMessage(content=content))],
+        choices=[
+            CompletionChoice(message=CompletionMessage(content=content, annotations=annotations(answer, content)))
+        ],
         usage=usage,
         byline=answer,
     )
