@@ -95,7 +95,7 @@ async def _on_index_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-_STORE_REASONS = {"SQLITE_FULL": "the disk is full", "SQLITE_IOERR_WRITE": "a write failed (disk full?)"}
+_STORE_REASONS = {"SQLITE_FULL": "its disk is full", "SQLITE_IOERR_WRITE": "a write failed: disk full?"}
 
 
 async def _on_store_error(request: Request, exc: Exception) -> JSONResponse:
@@ -103,11 +103,11 @@ async def _on_store_error(request: Request, exc: Exception) -> JSONResponse:
     the only ones that use it; one-shot questions (``/v1/ask``, ``/v1/chat/completions``) keep answering."""
     assert isinstance(exc, sqlite3.Error)
     name = getattr(exc, "sqlite_errorname", "") or ""
-    reason = _STORE_REASONS.get(name) or ("a write failed" if name.startswith("SQLITE_IOERR") else "a database error")
+    reason = _STORE_REASONS.get(name) or ("a write failed" if name.startswith("SQLITE_IOERR") else "database error")
     log.error("conversation store error on %s %s: %s (%s)", request.method, request.url.path, exc, name or "?")
     return JSONResponse(
         {
-            "detail": f"conversations are unavailable: {reason} in the conversation store; "
+            "detail": f"conversations are unavailable: the conversation store cannot be written ({reason}); "
             "one-shot questions (/v1/ask) still answer"
         },
         status_code=503,
