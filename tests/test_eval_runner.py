@@ -104,7 +104,7 @@ class ScriptedBackend:
     def chat(self, request: ChatRequest) -> ChatAnswer:
         answer = self.ask(request)
         turn = sum(isinstance(r, ChatRequest) and r.conversation_id == request.conversation_id for r in self.requests)
-        return ChatAnswer(**answer.model_dump(), conversation_id=request.conversation_id or "conv-1", turn=turn)
+        return ChatAnswer(**answer.model_dump(), conversation_id=request.conversation_id or "conv-0001", turn=turn)
 
     def article_text(self, article_id: str) -> str | None:
         return ARTICLE if article_id == "a1" else None
@@ -141,10 +141,10 @@ def test_a_conversation_is_asked_as_a_user_would() -> None:
     record = runner.run_item(ITEMS[0], backend, k=10)
     chats = [r for r in backend.requests if isinstance(r, ChatRequest)]
     asks = [r for r in backend.requests if not isinstance(r, ChatRequest)]
-    assert [r.conversation_id for r in chats] == [None, "conv-1"]  # one conversation, started by the first turn
+    assert [r.conversation_id for r in chats] == [None, "conv-0001"]  # one conversation, started by the first turn
     assert [r.question for r in asks] == ["How did Moscow respond to Pashinyan?"]  # the standalone form, fresh
     assert all(r.as_of == date(2023, 10, 1) and r.k == 10 for r in backend.requests)
-    assert record.conversation_id == "conv-1"
+    assert record.conversation_id == "conv-0001"
     first, second = record.turns
     assert first.first_hit_rank == 1 and first.answer_correct and first.citation_valid and first.failure is None
     assert second.first_hit_rank is None and second.hit_at_5 == 0.0 and second.answer_correct is False
