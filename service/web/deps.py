@@ -46,8 +46,10 @@ def public_reason(message: str | None, limit: int = 200) -> str | None:
 
     def name_only(match: re.Match[str]) -> str:
         parts = [p for p in re.split(r"[\\/]", match.group(0)) if p]
-        if len(parts) >= 3 and parts[-3] == "versions":  # <index>/versions/<version>/<file>
-            return f"{parts[-1]} of version {parts[-2]}"
+        if "versions" in parts[:-2]:  # <index>/versions/<version>/[<dir>/]<file>
+            at = len(parts) - 1 - parts[::-1].index("versions")
+            if at + 2 < len(parts):
+                return f"{parts[-1]} of version {parts[at + 1]}"
         return parts[-1] if parts else "<path>"
 
     reason = " ".join(_PATH.sub(name_only, message).split())
