@@ -43,6 +43,7 @@ def resolve(question: str, *history: HistoryTurn) -> Resolution:
         (OSCARS, "When does it air?", "When does the 96th Academy Awards air?"),
         (RITE_AID, "How much debt did they have in June?", "How much debt did Rite Aid have in June?"),
         (MCCARTHY, "And how many Republicans?", "How many Republicans voted to remove Kevin McCarthy as speaker?"),
+        (turn("How did Moscow respond to Pashinyan?"), "Why?", "Why did Moscow respond to Pashinyan?"),
         (
             TIANGONG,
             "How long is the station expected to last?",
@@ -101,7 +102,7 @@ def test_a_topic_switch_inherits_nothing(history: HistoryTurn, question: str) ->
 def test_a_name_from_the_conversation_is_not_a_switch() -> None:
     alaska = turn("How much will Alaska Airlines pay to acquire Hawaiian Airlines?")
     resolution = resolve("Who is Hawaiian's CEO?", alaska)
-    assert resolution.method != "switch" and resolution.context == alaska.question
+    assert resolution.method != "switch" and resolution.standalone == "Who is Hawaiian's CEO?"
 
 
 def test_no_history_and_no_brackets() -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from index.reader import LoadedIndex
 from index.settings import Settings
 from index.tokens import count_tokens
+from service.answering import followup
 from service.answering.conversations import (
     DEFAULT_PAGE_SIZE,
     Conversation,
@@ -55,6 +57,7 @@ class ChatService:
         self.store = store
         self.resolver = resolver or FollowupResolver()
         self.settings = settings or engine.settings
+        threading.Thread(target=followup.warm, name="followup-warm", daemon=True).start()  # spaCy, ~1 s
 
     # --- one turn ---
     def prepare(self, request: ChatRequest, owner: str | None = None) -> PreparedTurn:

@@ -42,28 +42,15 @@ PREFER_FROM_TURNS = 2
 MAX_PREFER_ARTICLES = 8
 ANSWER_CHARS = 400  # of an earlier answer: where its subject is named
 
-NAME_LABELS = {"PERSON", "ORG", "GPE", "LOC", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW", "NNP"}
-THING_LABELS = {"ORG", "PRODUCT", "EVENT", "WORK_OF_ART", "FAC", "LAW", "NNP"}
+NAME_LABELS = {"PERSON", "ORG", "GPE", "LOC", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW"}
+THING_LABELS = {"ORG", "PRODUCT", "EVENT", "WORK_OF_ART", "FAC", "LAW"}
 PERSON_PRONOUNS = {"he", "him", "his", "she", "her", "hers"}
 THING_PRONOUNS = {"it", "its"}
 PLURAL_PRONOUNS = {"they", "them", "their", "theirs"}
 WH_WORDS = {"what", "which", "who", "whom", "whose", "how", "when", "where", "why"}
 DO = {"do", "did", "does", "done", "doing"}
-NOT_NAMES = {
-    "ceo",
-    "cfo",
-    "coo",
-    "cto",
-    "president",
-    "prime",
-    "minister",
-    "senator",
-    "governor",
-    "mr",
-    "mrs",
-    "ms",
-    "dr",
-}
+AUX = DO | {"will", "would", "can", "could", "should", "has", "have", "is", "are", "was", "were"}
+NOT_NAMES = set("ceo cfo coo cto president prime minister senator governor mr mrs ms dr".split())  # titles
 _LEAD = re.compile(r"^\s*(?:and|but|also|so|then)\b[\s,]*|^\s*(?:what|how)\s+about\s+", re.I)
 _MARKERS = re.compile(r"\s*\[\d+\]")
 
@@ -122,8 +109,8 @@ _docs: OrderedDict[tuple[str, bool], Any] = OrderedDict()
 _CACHE = 4096
 
 
-def parse(text: str, ner: bool = True) -> Any:
-    """A spaCy Doc (tagger, and NER unless ``ner=False``; no parser), cached by text: a turn is parsed once."""
+def parse(text: str, with_ner: bool = True) -> Any:
+    """A spaCy Doc (tagger, and NER unless ``with_ner=False``; no parser), cached by text: a turn is parsed once."""
     global _nlp
     with _lock:
         if _nlp is None:
@@ -131,13 +118,13 @@ def parse(text: str, ner: bool = True) -> Any:
 
             _nlp = spacy.load(PIPELINE, exclude=["parser", "lemmatizer", "senter"])
             log.info("loaded %s for follow-ups (%s)", PIPELINE, ", ".join(_nlp.pipe_names))
-        doc = _docs.get((text, ner))
+        doc = _docs.get((text, with_ner))
         if doc is None:
-            with _nlp.select_pipes(disable=[] if ner else ["ner"]):
-                doc = _docs[(text, ner)] = _nlp(text)
+            with _nlp.select_pipes(disable=[] if with_ner else ["ner"]):
+                doc = _docs[(text, with_ner)] = _nlp(text)
             while len(_docs) > _CACHE:
                 _docs.popitem(last=False)
-        _docs.move_to_end((text, ner))
+        _docs.move_to_end((text, with_ner))
         return doc
 
 
@@ -208,6 +195,14 @@ def noun_phrases(doc: Any) -> list[Mention]:
                 doc[j].tag_.startswith(("JJ", "NN", "CD", "VBN")) or doc[j].tag_ in ("POS", "HYPH")
             ):
                 j += 1
+            if (
+                i > 0
+                and j > i + lead + 1
+                and doc[i - 1].lower_ in AUX
+                and doc[j - 2].tag_.startswith("NN")
+                and not any(t.tag_.startswith("VB") for t in doc[j:])
+            ):
+                j -= 1  # "How did the council vote on ...": "vote" is the verb the tagger read as a noun
             if j > i + lead and doc[j - 1].tag_.startswith("NN"):
                 end = j
                 while (
@@ -216,8 +211,10 @@ def noun_phrases(doc: Any) -> list[Mention]:
                     and end + 1 not in dates
                 ):
                     k = end + 1 + (doc[end + 1].tag_ in ("DT", "PRP$"))
-                    while k < len(doc) and doc[k].tag_.startswith(("JJ", "NN", "CD")):
+                    while k < len(doc) and (doc[k].tag_.startswith(("JJ", "NN", "CD")) or doc[k].tag_ == "HYPH"):
                         k += 1
+                    while k > end + 1 and not doc[k - 1].tag_.startswith(("NN", "CD")):
+                        k -= 1  # "... over Nagorno-Karabakh last?": the phrase ends at its last noun
                     if k == end + 1 or not doc[k - 1].tag_.startswith(("NN", "CD")):
                         break
                     end = k
@@ -280,8 +277,8 @@ def _person(history: Sequence[HistoryTurn]) -> tuple[str, bool] | None:
 
 
 def _thing(history: Sequence[HistoryTurn], word: str) -> str | None:
-    """What "it" (or "they") points to: the first thing or noun phrase of the newest turn with one; for "they"
-    and "their" an organisation before a plural noun phrase, for "them" the other way round."""
+    """What "it" (or "they") points to: the first thing or noun phrase of the newest turn with one; for "its",
+    "they" and "their" a named thing or organisation before a noun phrase, for "them" the other way round."""
     plural = word in PLURAL_PRONOUNS
     for turn in reversed(history):
         doc = parse(turn.searched)
@@ -289,7 +286,7 @@ def _thing(history: Sequence[HistoryTurn], word: str) -> str | None:
         labels = {"ORG", "NAME"} if plural else THING_LABELS
         phrases = [m for m in noun_phrases(doc) if m.plural == plural and (plural or not m.asks)]
         named = [m for m in names(doc) if m.label in labels and not (m.end < len(doc) and doc[m.end].tag_ == "POS")]
-        first = 0 if not plural else (-1 if word == "them" else 1)  # noun phrases after names, or before
+        first = {"it": 0, "them": -1}.get(word, 1)  # noun phrases after names ("they", "their", "its") or before
         pool = [(first * (m.label == "NP"), m.start, m) for m in phrases + named]
         pool = [p for p in pool if p[2].start not in people and not _has_pronoun(p[2].text)]
         if pool:
@@ -302,12 +299,21 @@ def _has_pronoun(text: str) -> bool:
 
 
 def _subject(history: Sequence[HistoryTurn], question: str) -> str | None:
-    """The names of the newest turn that has any (at most two, "A and B"), for a follow-up that names nothing."""
+    """For a follow-up that names nothing: the names of the newest turn that has any, and if those are all
+    people, the newest thing named before them (at most two, "A and B")."""
+    found: list[Mention] = []
     for turn in reversed(history):
-        found = [m.text for m in names(parse(turn.searched)) if m.text.lower() not in question.lower()]
-        if found := list(dict.fromkeys(found)):
-            return " and ".join(found[:2])
-    return None
+        fresh = list(
+            {m.text: m for m in names(parse(turn.searched)) if m.text.lower() not in question.lower()}.values()
+        )
+        if not found:
+            found = fresh[:2]
+            if any(m.label != "PERSON" for m in found):
+                break
+        elif thing := next((m for m in fresh if m.label != "PERSON" and m.text != found[0].text), None):
+            found = [found[0], thing]
+            break
+    return " and ".join(m.text for m in found) or None
 
 
 def _possessive(name: str) -> str:
@@ -315,20 +321,18 @@ def _possessive(name: str) -> str:
 
 
 def _wh_fragment(fragment: Any, previous: str) -> str | None:
-    """ "how many Republicans" after "How many Democrats voted to remove ...?" -> "How many Republicans voted ..."."""
-    if (
-        not len(fragment)
-        or fragment[0].lower_ not in WH_WORDS
-        or any(t.tag_.startswith(("VB", "MD")) for t in fragment)
-    ):
+    """A question-word fragment in the frame of the previous question: "And how many Republicans?" after "How many
+    Democrats voted to remove ...?" -> "How many Republicans voted to remove ...?"; "Why?" after "How did Moscow
+    respond?" -> "Why did Moscow respond?"."""
+    words = [t for t in fragment if not t.is_punct]
+    if not words or words[0].lower_ not in WH_WORDS or any(t.tag_.startswith(("VB", "MD")) for t in words):
         return None
     doc = parse(previous)
-    if doc[0].lower_ != fragment[0].lower_:
-        return None
     verb = next((t.i for t in doc if t.tag_.startswith(("VB", "MD"))), None)
-    if verb is None:
+    if verb is None or not (verb == 1 if len(words) == 1 else doc[0].lower_ == words[0].lower_):
         return None
-    return f"{fragment.text.rstrip('?.! ')} {doc[verb:].text.rstrip('?.! ')}?"
+    lead = " ".join(t.text for t in words)
+    return f"{lead[:1].upper()}{lead[1:]} {doc[verb:].text.rstrip('?.! ')}?"
 
 
 def _leans(doc: Any) -> list[Any]:
@@ -351,7 +355,7 @@ def resolve_followup(question: str, history: Sequence[HistoryTurn]) -> Resolutio
         return Resolution(standalone=question)
     lead = _LEAD.match(question)
     body = question[lead.end() :] if lead and lead.end() < len(question) else question
-    doc = parse(body, ner=False)
+    doc = parse(body, with_ner=False)
     pointers = _leans(doc)
     new_names = [m for m in names(doc) if m.text.lower() not in NOT_NAMES and not _mentioned(m.text, history)]
     if not lead and not pointers and new_names:
@@ -361,6 +365,7 @@ def resolve_followup(question: str, history: Sequence[HistoryTurn]) -> Resolutio
     assumed: str | None = None
     replacements: dict[int, str] = {}
     person = _person(history) if any(t.lower_ in PERSON_PRONOUNS for t in pointers) else None
+    person = None if person and person[0].lower() in question.lower() else person
     for tok in pointers:
         word = tok.lower_
         possessive = tok.tag_ == "PRP$" or word in ("his", "its", "their")
@@ -383,7 +388,7 @@ def resolve_followup(question: str, history: Sequence[HistoryTurn]) -> Resolutio
                 replacements[tok.i] = match[4:] if match.lower().startswith("the ") else match
                 reasons.append(f"the {tok.text}->{match}")
     standalone = _render(doc, replacements)
-    if lead and not replacements and (fragment := _wh_fragment(doc, history[-1].searched)):
+    if not replacements and (fragment := _wh_fragment(doc, history[-1].searched)):
         standalone = fragment
         reasons.append("wh-fragment")
     elif lead and not any(t.tag_.startswith(("VB", "MD")) for t in doc):
@@ -396,7 +401,9 @@ def resolve_followup(question: str, history: Sequence[HistoryTurn]) -> Resolutio
         reasons.append("regarding")
     standalone = standalone[:1].upper() + standalone[1:]
     # the earlier questions join the search only where the rewrite may not stand on its own
-    unsure = assumed is not None or standalone == question or any(t.i not in replacements for t in pointers)
+    unsure = (
+        not grounded or assumed is not None or "ellipsis" in reasons or any(t.i not in replacements for t in pointers)
+    )
     context = " ".join(t.searched for t in history[-CONTEXT_TURNS:]) if unsure else ""
     method: Literal["context", "resolved"] = "resolved" if standalone != question else "context"
     preferred = prefer_articles(history)
