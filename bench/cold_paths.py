@@ -98,7 +98,7 @@ def over_http(index: Path, questions: list[tuple[str, date]]) -> tuple[dict[str,
             client.post("/v1/ask", json={"question": question + " (warm-up)", "as_of": as_of.isoformat()})
         for question, as_of in questions:
             t0 = time.perf_counter()
-            client.get("/v1/search", params={"q": question, "k": 10}).raise_for_status()
+            client.get("/v1/search", params={"q": question, "k": 10, "as_of": as_of.isoformat()}).raise_for_status()
             samples["search"].append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
             client.post("/v1/ask", json={"question": question, "as_of": as_of.isoformat()}).raise_for_status()
