@@ -8,9 +8,11 @@ shared; each follow-up resolved against that approach's own earlier answers) and
 
 * ``rules``: the 730-line rule resolver this replaced (read from git at ``BASELINE_COMMIT``);
 * ``history``: no rewrite; retrieve with the follow-up plus the recent turns' questions, prefer cited articles;
-* ``spacy``: the spaCy rewrite only (no context in retrieval);
-* ``spacy+history-always``: both, the earlier questions in every follow-up's search;
-* ``spacy+history``: both, the earlier questions only where the rewrite is unsure (the default resolver).
+* ``spacy``: the spaCy rewrite only (no context in retrieval; cited articles always preferred);
+* ``spacy-if-unsure``: the same, cited articles preferred only where the rewrite is unsure;
+* ``spacy+history-always``: both, the earlier questions and cited articles in every follow-up's search;
+* ``spacy+history``: both, only where the rewrite is unsure (the default resolver);
+* ``spacy+history+llm`` (only when named in ``--only``): the default plus the local LLM rewriter (followup_llm).
 
 ``history``, ``spacy`` and ``spacy+history`` share the new resolver's topic-switch test. A switch passes when
 the searched question is the user's own, with no context and no preferred articles.
@@ -77,11 +79,22 @@ def _new(rewrite: bool, context: bool, only_unsure: bool = False) -> Approach:
         recent = " ".join(t.question for t in history[-followup.CONTEXT_TURNS :])
         standalone = r.standalone if rewrite else question
         searched = " ".join(t.searched for t in history[-followup.CONTEXT_TURNS :])
-        if not rewrite:
-            extra = recent
-        else:
-            extra = r.context if only_unsure else searched
-        return Plan(standalone, extra if context else "", r.prefer_articles)
+        if only_unsure:  # the resolver's own choice (the default)
+            return Plan(standalone, r.context if context else "", r.prefer_articles)
+        return Plan(standalone, (searched if rewrite else recent) if context else "", followup.prefer_articles(history))
+
+    return resolve
+
+
+def _llm() -> Approach:
+    from index.settings import get_settings
+    from service.answering.followup_llm import LlmRewriter
+
+    resolver = followup.FollowupResolver(rewriter=LlmRewriter(get_settings()))
+
+    def resolve(question: str, history: list[followup.HistoryTurn]) -> Plan:
+        r = resolver.resolve(question, history)
+        return Plan(r.standalone, r.context, r.prefer_articles)
 
     return resolve
 
@@ -168,11 +181,14 @@ def main() -> None:
         "rules": _baseline(),
         "history": _new(rewrite=False, context=True),
         "spacy": _new(rewrite=True, context=False),
+        "spacy-if-unsure": _new(rewrite=True, context=False, only_unsure=True),
         "spacy+history-always": _new(rewrite=True, context=True),
         "spacy+history": _new(rewrite=True, context=True, only_unsure=True),
     }
     if args.only:
         approaches = {k: v for k, v in approaches.items() if k in args.only}
+        if "spacy+history+llm" in args.only:  # opt-in: loads the local model (followup_llm)
+            approaches["spacy+history+llm"] = _llm()
     engine = Engine(index_root=args.index)
     followup.warm()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     followup_context_weight: float = Field(
         default=0.5, ge=0, description="Weight of a follow-up's earlier questions in its search vector."
     )
+    followup_rewriter: str = Field(
+        default="none",
+        pattern="^(none|llm)$",
+        description="Follow-up rewriter after spaCy's resolution: none | llm (local Qwen, opt-in; see followup_llm).",
+    )
     rerank_depth: int = Field(default=30, ge=1, description="Fused candidates the rerank stage reorders.")
     rerank_weight: float = Field(default=0.5, ge=0, le=1, description="Share of the rerank score in the final one.")
     default_k: int = Field(default=10, ge=1, le=100)

@@ -163,3 +163,16 @@ def test_rewriter_hook_overrides_and_falls_back() -> None:
     assert fallback.standalone == "How old is Frank Rubio?" and fallback.method == "resolved"
     switch = FollowupResolver(rewriter=rewriter).resolve("Who is Israel's new national security minister?", [RUBIO])
     assert switch.method == "switch"  # a switch is never handed to the rewriter
+
+
+def test_an_llm_rewrite_must_keep_the_question_and_add_only_names_from_the_history() -> None:
+    from index.settings import Settings
+    from service.answering.followup_llm import acceptable, make_rewriter
+
+    history = [turn("Who won the 2023 Nobel Prize in Literature?", short="Jon Fosse")]
+    assert acceptable("How old is he?", "How old is Jon Fosse?", history)
+    assert not acceptable("How old is he?", "How old is the Norwegian writer Jon Fosse?", history)  # new words
+    assert not acceptable("How old is he?", "What age is Jon Fosse?", history)  # dropped the user's words
+    assert not acceptable("How old is he?", "", history)
+    assert not acceptable("How old is he?", "How old is he?", history)  # an echo adds nothing
+    assert make_rewriter(Settings()) is None  # opt-in: BYLINE_FOLLOWUP_REWRITER=llm

@@ -22,6 +22,7 @@ from service.answering.conversations import (
 )
 from service.answering.engine import Engine
 from service.answering.followup import FollowupResolver, HistoryTurn, Resolution
+from service.answering.followup_llm import make_rewriter
 from service.answering.schemas import Answer, AskRequest, ChatAnswer, ChatRequest
 
 SOURCES_FOOTER = "Sources:"
@@ -55,8 +56,8 @@ class ChatService:
     ) -> None:
         self.engine = engine
         self.store = store
-        self.resolver = resolver or FollowupResolver()
         self.settings = settings or engine.settings
+        self.resolver = resolver or FollowupResolver(rewriter=make_rewriter(self.settings))
         threading.Thread(target=followup.warm, name="followup-warm", daemon=True).start()  # spaCy, ~1 s
 
     # --- one turn ---

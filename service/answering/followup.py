@@ -12,7 +12,7 @@ union's president?"). :class:`FollowupResolver` gives back a :class:`Resolution`
   gets ", regarding <the previous subject>" and says so in ``assumed``.
 * ``context``: where the rewrite may not stand on its own (it assumed a subject, left a pronoun, or changed
   nothing), the recent turns' questions, added to the retrieval query only (history-aware retrieval).
-* ``prefer_articles``: the articles cited in the recent turns, favoured in ranking.
+* ``prefer_articles``: then too, the articles cited in the recent turns, favoured in ranking.
 
 A topic switch (a question that names something the conversation never mentioned and leans on nothing)
 inherits nothing: no rewrite, no context, no preferred articles.
@@ -287,6 +287,8 @@ def _thing(history: Sequence[HistoryTurn], word: str) -> str | None:
         phrases = [m for m in noun_phrases(doc) if m.plural == plural and (plural or not m.asks)]
         named = [m for m in names(doc) if m.label in labels and not (m.end < len(doc) and doc[m.end].tag_ == "POS")]
         first = {"it": 0, "them": -1}.get(word, 1)  # noun phrases after names ("they", "their", "its") or before
+        # a name inside a plural phrase stands for the phrase: "How many UAW members ..." -> "the UAW members"
+        named = [next((p for p in phrases if p.start <= m.start < p.end), m) if plural else m for m in named]
         pool = [(first * (m.label == "NP"), m.start, m) for m in phrases + named]
         pool = [p for p in pool if p[2].start not in people and not _has_pronoun(p[2].text)]
         if pool:
@@ -400,13 +402,14 @@ def resolve_followup(question: str, history: Sequence[HistoryTurn]) -> Resolutio
         assumed = subject
         reasons.append("regarding")
     standalone = standalone[:1].upper() + standalone[1:]
-    # the earlier questions join the search only where the rewrite may not stand on its own
+    # the earlier questions join the search, and their cited articles are favoured, only where the rewrite may
+    # not stand on its own
     unsure = (
         not grounded or assumed is not None or "ellipsis" in reasons or any(t.i not in replacements for t in pointers)
     )
     context = " ".join(t.searched for t in history[-CONTEXT_TURNS:]) if unsure else ""
     method: Literal["context", "resolved"] = "resolved" if standalone != question else "context"
-    preferred = prefer_articles(history)
+    preferred = prefer_articles(history) if unsure else []
     return Resolution(standalone, preferred, method, tuple(reasons), context=context, assumed=assumed)
 
 
