@@ -20,7 +20,7 @@ from conftest import ROOT, SHARED, running_server
 
 from index.settings import Settings
 
-# (first question, follow-up, words the searched follow-up must contain, a word of the title it must find first)
+# (first question, follow-up, words the searched follow-up must contain, a word of a title it must find in the top 3)
 CONVERSATIONS = {
     "person": ("What subject does Leila Haddad teach?", "How old is she?", ["Leila Haddad"], "Marathon"),
     "thing": (
@@ -93,7 +93,8 @@ def check_follow_up(answer: dict, question: str, words: list[str], title: str) -
     searched = answer["standalone_question"]
     assert searched != question and "(" not in searched
     assert all(word in searched for word in words), searched
-    assert title in answer["passages"][0]["title"], [p["title"] for p in answer["passages"][:3]]
+    titles = [p["title"] for p in answer["passages"][:3]]
+    assert any(title in t for t in titles), titles
 
 
 @pytest.mark.parametrize("kind", sorted(CONVERSATIONS))

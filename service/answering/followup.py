@@ -200,9 +200,10 @@ def noun_phrases(doc: Any) -> list[Mention]:
                 and j > i + lead + 1
                 and doc[i - 1].lower_ in AUX
                 and doc[j - 2].tag_.startswith("NN")
+                and (j == len(doc) or doc[j].is_punct)
                 and not any(t.tag_.startswith("VB") for t in doc[j:])
             ):
-                j -= 1  # "How did the council vote on ...": "vote" is the verb the tagger read as a noun
+                j -= 1  # "How did the Russian government react?": "react" is a verb the tagger read as a noun
             if j > i + lead and doc[j - 1].tag_.startswith("NN"):
                 end = j
                 while (
