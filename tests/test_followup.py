@@ -176,3 +176,16 @@ def test_an_llm_rewrite_must_keep_the_question_and_add_only_names_from_the_histo
     assert not acceptable("How old is he?", "", history)
     assert not acceptable("How old is he?", "How old is he?", history)  # an echo adds nothing
     assert make_rewriter(Settings()) is None  # opt-in: BYLINE_FOLLOWUP_REWRITER=llm
+
+
+def test_the_resolver_errors_seen_on_the_chat_page() -> None:
+    """The cases of issue 13, each of which the rule resolver got wrong."""
+    station = resolve("How long is it expected to last?", TIANGONG)
+    assert station.standalone == "How long is the Tiangong space station expected to last?"
+    drescher = turn("Who is the president of SAG-AFTRA?", short="Fran Drescher")
+    assert resolve("What did she say about the studios?", SAG, drescher).standalone == (
+        "What did Fran Drescher say about the studios?"
+    )
+    assert "SAG-AFTRA" in resolve("Who is the union's president?", SAG).standalone
+    soccer = turn("Why did the Canadian women's soccer team protest before the SheBelieves Cup?")
+    assert "do it" in resolve("Why did they do it?", soccer).standalone  # an action, never "do <a name>"
