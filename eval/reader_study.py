@@ -21,7 +21,7 @@ from index.settings import get_settings
 from service.answering.answer import _embed_missing, candidate_sentences
 from service.answering.engine import Engine
 from service.answering.reading import CandidateSentence, Question, Reader, make_reader
-from service.answering.reading.features import cheap_features, content_words
+from service.answering.reading.features import cheap_features, content_words, focus_features
 from service.answering.reading.kinds import question_kind
 from service.answering.schemas import Filters
 
@@ -52,6 +52,7 @@ def collect(engine: Engine, paths: list[Path]) -> list[Case]:
                 asked = Question(text, vector, question_kind(text))
                 for s in sentences:
                     s.features = cheap_features(asked, words, s, index.bm25.idf)
+                focus_features(words, sentences)
                 cases.append(Case(path.stem, asked, sentences, list(turn.answer_any), item.unanswerable))
     return cases
 

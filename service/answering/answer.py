@@ -17,7 +17,7 @@ import numpy as np
 from index.reader import LoadedIndex
 from index.settings import Settings
 from service.answering.reading import CandidateSentence, Question, Reader
-from service.answering.reading.features import cheap_features, content_words
+from service.answering.reading.features import cheap_features, content_words, focus_features
 from service.answering.reading.kinds import question_kind
 from service.answering.reading.short_answer import short_answer
 from service.answering.retrieval import Candidate
@@ -126,6 +126,7 @@ def compose(
     asked = Question(question, query_vector, question_kind(question))
     for sentence in sentences:
         sentence.features = cheap_features(asked, question_words, sentence, index.bm25.idf)
+    focus_features(question_words, sentences)
     ranked = reader.read(asked, sentences)
     best = ranked[0]
     confidence, coverage, dense = best.score, best.passage_coverage, best.features.get("dense", 0.0)

@@ -23,7 +23,7 @@ from index.settings import Settings, get_settings
 from service.answering import query as query_parsing
 from service.answering.answer import compose, validate_markers
 from service.answering.generate import GenerationError, Generator
-from service.answering.reading import make_reader
+from service.answering.reading import entities, make_reader
 from service.answering.rerank import make_reranker
 from service.answering.retrieval import Candidate, Preferences, RetrievalFilters, Retriever
 from service.answering.schemas import Answer, AskRequest, Filters, Passage, SearchResponse, Timings
@@ -55,6 +55,10 @@ class Engine:
             index.close()
             raise IndexError_(f"the index at {self.root} cannot be used by this code: {'; '.join(errors)}")
         return index
+
+    def warm_reader(self) -> None:
+        """Load what the reading stage loads lazily (spaCy's pipeline), so no question waits for it."""
+        entities.warm()
 
     @property
     def index(self) -> LoadedIndex:

@@ -50,6 +50,8 @@ class ServiceState:
             if self.store is None and self.settings.conversation_store.strip():
                 self.store = open_store(self.settings, Path(self.settings.index_dir))
         self.attach(Engine(settings=self.settings))
+        # the reader's NER pipeline loads in seconds: do it now, beside the first requests, not inside one
+        threading.Thread(target=self.engine.warm_reader, name="warm-reader", daemon=True).start()
         log.info(
             "serving index version %s from %s",
             self.engine.index.version if self.engine else "?",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -28,11 +29,23 @@ def available() -> bool:
     return importlib.util.find_spec(PIPELINE) is not None and importlib.util.find_spec("spacy") is not None
 
 
+def _import_spacy() -> Any:
+    """spaCy's thinc imports torch when it can (2-4 s here); the CPU pipeline never uses it, so hide it meanwhile."""
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # import torch -> ImportError, which thinc handles
+    try:
+        import spacy
+    finally:
+        if hide:
+            del sys.modules["torch"]
+    return spacy
+
+
 def _pipeline() -> Any:
     global _nlp
     if _nlp is None:
-        import spacy
-
+        spacy = _import_spacy()
         _nlp = spacy.load(PIPELINE, exclude=["parser", "lemmatizer", "senter", "attribute_ruler", "tagger"])
         log.info("loaded %s (%s)", PIPELINE, ", ".join(_nlp.pipe_names))
     return _nlp

@@ -15,6 +15,15 @@ from service.answering.reading import entities as ner
 from service.answering.reading.base import CandidateSentence, Question
 from service.answering.reading.kinds import FACTUAL, LABELS
 
+_QUOTES = ('"', "“", "”")
+_SAYING = frozenset("say says said tell tells told call calls called describe described write wrote ask asked".split())
+
+
+def _asks_for_words(question: str) -> bool:
+    """A question about what someone said ("What did Chopra call Wells Fargo?"): quotes are likely answers."""
+    return bool(_SAYING & {w.strip("?,.").lower() for w in question.split()})
+
+
 CHEAP = (
     "dense",
     "lexical",
@@ -26,6 +35,8 @@ CHEAP = (
     "question_mark",
     "lead",
     "caption",
+    "focus",
+    "quote_match",
 )
 ENTITY = ("kind_match", "kind_missing")
 FEATURES = CHEAP + ENTITY
@@ -54,7 +65,20 @@ def cheap_features(
         "question_mark": 1.0 if candidate.text.rstrip("\"'”’)] ").endswith("?") else 0.0,
         "lead": 1.0 if candidate.position == 0 else 0.0,
         "caption": 1.0 if candidate.caption else 0.0,
+        "quote_match": 1.0 if _asks_for_words(question.text) and any(q in candidate.text for q in _QUOTES) else 0.0,
     }
+
+
+def focus_features(question_words: set[str], candidates: list[CandidateSentence]) -> None:
+    """Adds ``focus``: the share of the question's words a sentence holds, each word weighted by how few of the
+    candidates hold it. Words every candidate shares name the topic ("Singapore Grand Prix"); the rare ones
+    name what is asked ("finished second"), and the sentence that answers tends to hold those."""
+    words = [content_words(c.text) & question_words for c in candidates]
+    n = len(candidates)
+    weight = {w: math.log(1 + n / (1 + sum(w in ws for ws in words))) for w in question_words}
+    total = sum(weight.values())
+    for candidate, shared in zip(candidates, words, strict=True):
+        candidate.features["focus"] = sum(weight[w] for w in shared) / total if total else 0.0
 
 
 def entity_features(question: Question, candidates: list[CandidateSentence]) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-KINDS = ("number", "date", "person", "place", "organisation", "thing", "reason", "manner")
-FACTUAL = frozenset({"number", "date", "person", "place", "organisation"})
+KINDS = ("number", "date", "person", "place", "organisation", "name", "thing", "reason", "manner")
+FACTUAL = frozenset({"number", "date", "person", "place", "organisation", "name"})
 
 # Best first: a "how many" answer is a CARDINAL before it is a DATE ("371" before "this week").
 LABELS: dict[str, tuple[str, ...]] = {
@@ -19,6 +19,7 @@ LABELS: dict[str, tuple[str, ...]] = {
     "person": ("PERSON", "ORG"),
     "place": ("GPE", "LOC", "FAC"),
     "organisation": ("ORG", "NORP", "PERSON", "GPE"),
+    "name": ("PERSON", "ORG", "WORK_OF_ART", "EVENT", "PRODUCT", "FAC", "GPE", "LOC", "NORP", "LAW"),
 }
 
 _NUMBER_HOW = frozenset("many much old long far tall big large high fast often".split())
@@ -65,6 +66,8 @@ def question_kind(question: str) -> str:
             return "reason"
         if word in ("what", "which"):
             for noun in after:
+                if noun == "name":
+                    return "name"  # "What is the name of ...?" asks for a named thing, whatever it is
                 if noun in _DATE_NOUNS:
                     return "date"
                 if noun in _NUMBER_NOUNS:
