@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.reader_study", description=__doc__.splitlines()[0])
     parser.add_argument("questions", nargs="+", type=Path)
     parser.add_argument("--index", type=Path, required=True)
-    parser.add_argument("--readers", nargs="+", default=["features-untrained", "features"])
+    parser.add_argument("--readers", nargs="+", default=["features", "features-trained"])
     parser.add_argument("--thresholds", nargs="+", type=float, default=None)
     args = parser.parse_args(argv)
     settings = get_settings()

@@ -103,17 +103,18 @@ class Settings(BaseSettings):
     )
     reader: str = Field(
         default="features",
-        description="Reading stage: features (the trained weights from reader_dir, else hand-set) | "
-        "features-untrained.",
+        description="Reading stage: features (hand-set weights) | features-trained (make reader's weights from "
+        "reader_dir) | llm (the local LLM picks among the top sentences; slow).",
     )
     reader_dir: Path = Field(
         default=PROJECT_ROOT / "data" / "reader", description="Trained reader weights (make reader)."
     )
     abstain_threshold: float = Field(
-        default=0.5,
+        default=0.75,
         ge=0,
         le=1,
-        description="Abstain when the best sentence's reader score is below this (calibrated with eval/calibrate.py).",
+        description="Abstain when the best sentence's reader score is below this. 0.75 keeps abstentions on answerable "
+        "news turns under 7 % (eval/reader_study.py; eval/calibrate.py prints the balanced-accuracy optimum).",
     )
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible server for generated answers.")
     llm_model: str = "default"

@@ -88,7 +88,7 @@ def candidate(text: str, start: int, vector: np.ndarray, **features: float) -> C
 
 def test_the_reader_interface_scores_in_place_and_returns_best_first() -> None:
     reader = FeatureReader(None)
-    assert reader.name == "features-untrained"
+    assert reader.name == "features"
     q = np.array([1.0, 0.0])
     on_topic = candidate("The crew's mission was widely covered.", 0, np.array([0.9, 0.436]), dense=0.9, lexical=0.2)
     answers = candidate("They spent 371 days in space.", 40, np.array([0.8, 0.6]), dense=0.8, lexical=0.6)
@@ -101,12 +101,16 @@ def test_the_reader_interface_scores_in_place_and_returns_best_first() -> None:
 
 def test_trained_weights_load_only_when_they_match_the_features(tmp_path: Path) -> None:
     assert load_weights(tmp_path) is None
+    with pytest.raises(ValueError, match="make reader"):
+        make_reader("features-trained", tmp_path)
     reader = FeatureReader(None)
     good = ReaderWeights(features=reader.weights.features, weights=reader.weights.weights, bias=-1.0, trained={"x": 1})
     save_weights(tmp_path, good)
-    assert make_reader("features", tmp_path).name == "features"
+    assert make_reader("features-trained", tmp_path).name == "features-trained"
+    assert make_reader("features", tmp_path).name == "features"  # the default keeps its hand-set weights
     save_weights(tmp_path, ReaderWeights(features=["dense"], weights=[1.0], bias=0.0))
-    assert make_reader("features", tmp_path).name == "features-untrained"
+    with pytest.raises(ValueError, match="make reader"):
+        make_reader("features-trained", tmp_path)  # weights for other features are refused
     with pytest.raises(ValueError, match="unknown reader"):
         make_reader("oracle", tmp_path)
 

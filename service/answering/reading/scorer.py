@@ -1,9 +1,11 @@
-"""The default reader: a logistic model over :mod:`features`, trained by ``make reader`` (``reading.train``).
+"""The default reader: a linear model over :mod:`features`, squashed to 0..1.
 
-The trained weights live in ``<data>/reader/reader.json`` (a cache built from the corpus, never committed).
-Without them the reader uses the hand-set weights below, which reproduce the earlier answer scoring (cosine
-plus word overlap plus passage rank) and prefer sentences holding the asked-for kind of entity; its name then
-says so ("features-untrained"), in every answer and in ``/readyz``.
+By default its weights are the hand-set ones below: the earlier answer scoring (cosine plus word overlap plus
+passage rank) plus passage coverage, a penalty for questions and captions, and entity evidence (a sentence
+holding the asked-for kind of entity). ``make reader`` (``reading.train``) fits the same features on
+questions the corpus itself holds, into ``<data>/reader/reader.json`` (a cache, never committed), used with
+``BYLINE_READER=features-trained``; on our dev sets those weights read worse (README "Reading"), so they
+are not the default. Every answer names the reader that chose it.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class FeatureReader:
 
     def __init__(self, weights: ReaderWeights | None = None, shortlist: int = 8) -> None:
         self.weights = weights or UNTRAINED
-        self.name = "features" if weights is not None else "features-untrained"
+        self.name = "features-trained" if weights is not None else "features"
         self.shortlist = shortlist
         self._w = np.array(self.weights.weights, dtype=np.float64)
         self._cheap = len(CHEAP)

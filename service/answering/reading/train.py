@@ -9,7 +9,7 @@ Supervision the articles already hold, no labels by hand:
 
 Each question is run through the real retrieval and candidate selection; its candidate sentences become
 examples (the answer sentences positive, the rest negative) with exactly the features the service computes.
-A logistic model (L2, L-BFGS) is fitted on them.
+A linear model is fitted on them with a listwise loss (softmax over each question's candidates).
 
 Split by article: an article is held out when a hash of its id falls in the held-out share (20 %) or when a
 dev set points to it (``--dev`` files: evidence strings, RealTimeQA search result urls). Held-out articles give
@@ -36,12 +36,13 @@ from service.answering.answer import _embed_missing, candidate_sentences
 from service.answering.engine import Engine
 from service.answering.reading import entities as ner
 from service.answering.reading.base import Question
-from service.answering.reading.features import FEATURES, cheap_features, content_words, entity_features
+from service.answering.reading.features import FEATURES, cheap_features, content_words, entity_features, focus_features
 from service.answering.reading.kinds import question_kind
-from service.answering.reading.scorer import ReaderWeights, save_weights
+from service.answering.reading.scorer import FeatureReader, ReaderWeights, save_weights
 from service.answering.schemas import Filters
 
 HELD_OUT_SHARE = 0.2
+SHORTLIST = 24
 WH = {
     "CARDINAL": "how many",
     "QUANTITY": "how much",
@@ -168,6 +169,12 @@ def featurize(engine: Engine, examples: list[Example], held_out: set[str]) -> tu
         asked = Question(example.question, vector, example.kind)
         for s in sentences:
             s.features = cheap_features(asked, words, s, index.bm25.idf)
+        focus_features(words, sentences)
+        # the service reads a shortlist: train on the candidates a first pass ranks high (and the answers)
+        first_pass = FeatureReader(None).read(asked, sentences)
+        sentences = [
+            s for i, s in enumerate(first_pass) if i < SHORTLIST or (s.article_id, s.start) in example.positives
+        ]
         entity_features(asked, sentences)
         for s in sentences:
             rows.append([s.features[name] for name in FEATURES])
@@ -176,18 +183,32 @@ def featurize(engine: Engine, examples: list[Example], held_out: set[str]) -> tu
     return np.array(rows), np.array(labels), groups
 
 
-def fit(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> tuple[np.ndarray, float]:
-    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
-        w, b = params[:-1], params[-1]
-        z = x @ w + b
-        p = 1 / (1 + np.exp(-np.clip(z, -40, 40)))
-        eps = 1e-9
-        value = -np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)) + l2 * (w @ w) / len(y)
-        grad_z = (p - y) / len(y)
-        return value, np.concatenate([x.T @ grad_z + 2 * l2 * w / len(y), [grad_z.sum()]])
+def fit(x: np.ndarray, y: np.ndarray, groups: list[int], l2: float = 1.0) -> tuple[np.ndarray, float]:
+    """A listwise fit: per question, a softmax over its candidates should put its mass on the answer sentences
+    (the log of their summed probability), plus an L2 penalty. Ranking is what the reader is for; the bias is
+    then set so that the best candidates of training questions score about 0.5 (the abstention threshold is
+    calibrated on its own, eval/calibrate.py)."""
+    bounds = np.flatnonzero(np.diff(np.array(groups))) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [len(groups)]])
+    slices = [slice(a, b) for a, b in zip(starts, ends, strict=True)]
 
-    result = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B")
-    return result.x[:-1], float(result.x[-1])
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = 0.0, np.zeros_like(w)
+        for part in slices:
+            xs, ys = x[part], y[part]
+            z = xs @ w
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            mass = float((p * ys).sum())
+            total -= np.log(mass + 1e-12)
+            grad += -(xs.T @ (p * ys)) / (mass + 1e-12) + xs.T @ p
+        n = len(slices)
+        return total / n + l2 * float(w @ w) / n, grad / n + 2 * l2 * w / n
+
+    w = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B").x
+    best = [float((x[part] @ w).max()) for part in slices]
+    return w, -float(np.median(best))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--dev", type=Path, nargs="*", default=[], help="dev sets whose articles are held out")
     parser.add_argument("--out", type=Path, default=None, help="weights directory (default: settings.reader_dir)")
-    parser.add_argument("--cloze", type=int, default=1500, help="cloze questions to make")
+    parser.add_argument("--cloze", type=int, default=800, help="cloze questions to make")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -215,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"questions: {n_heading} subheadings, {len(examples) - n_heading} cloze", file=sys.stderr)
     x, y, groups = featurize(engine, examples, held_out)
-    w, b = fit(x, y)
+    w, b = fit(x, y, groups)
     seconds = time.perf_counter() - started
     weights = ReaderWeights(
         features=list(FEATURES),
