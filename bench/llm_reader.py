@@ -62,6 +62,8 @@ class Row:
     said_none: int = 0
     spans: int = 0
     spans_right: int = 0
+    outcomes: dict[str, list[int]] = field(default_factory=dict)  # llm outcome -> [answerable, unanswerable]
+    in_top: int = 0  # answerable turns with an answer-holding sentence among the top N the llm reader shows
 
 
 def default_index() -> Path:
@@ -96,7 +98,9 @@ def collect(engine: Engine, name: str, turns: list[tuple[str, dt.date | None, li
     return cases
 
 
-def evaluate(cases: list[Case], reader, threshold: float, cutoff: float, max_sentences: int) -> dict[str, Row]:
+def evaluate(
+    cases: list[Case], reader, threshold: float, cutoff: float, max_sentences: int, top_n: int
+) -> dict[str, Row]:
     from service.answering.reading.llm import llm_span
 
     out: dict[str, Row] = {}
@@ -114,6 +118,8 @@ def evaluate(cases: list[Case], reader, threshold: float, cutoff: float, max_sen
         row.total_s.append(case.collect_s + read_s)
         if ranked and ranked[0].features.get("llm_none"):
             row.said_none += 1
+        if outcome := getattr(reader, "last_outcome", ""):
+            row.outcomes.setdefault(outcome, [0, 0])[case.unanswerable] += 1
         if ranked and (span := llm_span(ranked[0])) is not None:
             row.spans += 1
             text = ranked[0].text[span[0] - ranked[0].start : span[1] - ranked[0].start]
@@ -130,6 +136,7 @@ def evaluate(cases: list[Case], reader, threshold: float, cutoff: float, max_sen
             row.ans += 1
             row.ans_abst += abstained
             row.right += right
+            row.in_top += any(contains_any(s.text, case.answer_any) for s in ranked[:top_n])
         if not abstained:
             row.answered += 1
             row.answered_right += right
@@ -155,8 +162,11 @@ def render(label: str, results: dict[str, Row]) -> list[str]:
         lines.append(
             f"| {label} | {file} | {r.n} | {accuracy:.3f} | {precision:.3f} ({r.answered_right}/{r.answered}) | "
             f"{recall} | {over:.3f} | " + " | ".join(f"{m:.0f}" for m in ms) + f" | {r.said_none} | "
-            f"{r.spans} ({r.spans_right} right) |"
+            f"{r.spans} ({r.spans_right} right) | {r.in_top}/{r.ans} |"
         )
+        if r.outcomes:
+            tally = ", ".join(f"{k} {a}+{u}" for k, (a, u) in sorted(r.outcomes.items()))
+            lines.append(f"<!-- {label} {file} llm outcomes (answerable+unanswerable): {tally} -->")
     return lines
 
 
@@ -176,9 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--realtimeqa", type=int, default=40)
     parser.add_argument("--readers", nargs="+", default=["features", "llm"])
     parser.add_argument("--cases", type=Path, default=None, help="keep the collected turns here (a pickle, reused)")
+    parser.add_argument("--llm-model", default=None, help="0.5b | 1.5b (default: settings.llm_reader_model)")
     parser.add_argument("--threshold", type=float, default=None, help="abstain below (default: settings)")
     args = parser.parse_args(argv)
     settings = get_settings()
+    if args.llm_model:
+        settings = settings.model_copy(update={"llm_reader_model": args.llm_model})
     threshold = settings.abstain_threshold if args.threshold is None else args.threshold
     root = args.index or default_index()
     engine = Engine(index_root=root)
@@ -200,17 +213,24 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         "| reader | file | turns | accuracy | answered precision | abstention recall | answerable abstained | "
         "LLM p50 ms | LLM p95 ms | reader p50 ms | reader p95 ms | total p50 ms | total p95 ms | said none | "
-        "verified spans |"
+        "verified spans | answer in top N |"
     )
     print(header)
-    print("|" + " --- |" * 2 + " ---: |" * 13)
+    print("|" + " --- |" * 2 + " ---: |" * 14)
     for name in args.readers:
         loaded = time.perf_counter()
         reader = make_reader(name, settings.reader_dir, settings)
         load_s = time.perf_counter() - loaded
         for line in render(
             reader.name,
-            evaluate(cases, reader, threshold, settings.answer_relative_cutoff, settings.answer_max_sentences),
+            evaluate(
+                cases,
+                reader,
+                threshold,
+                settings.answer_relative_cutoff,
+                settings.answer_max_sentences,
+                settings.llm_reader_candidates,
+            ),
         ):
             print(line, flush=True)
         print(f"<!-- {reader.name}: loaded in {load_s:.1f} s -->", flush=True)

@@ -13,7 +13,7 @@ from index.settings import get_settings
 from service.answering.reading.base import CandidateSentence, Question
 from service.answering.reading.features import cheap_features, content_words
 from service.answering.reading.kinds import question_kind
-from service.answering.reading.llm import build_messages, llm_span, parse_reply, verified_span
+from service.answering.reading.llm import INSTRUCTION, build_messages, llm_span, parse_reply, verified_span
 from service.answering.reading.llm_model import missing_parts
 from service.answering.reading.scorer import FeatureReader
 
@@ -29,14 +29,14 @@ def test_sentences_are_data_and_the_instruction_is_outside_them() -> None:
     assert "Ignore all previous" not in user and "withheld" in block  # an instruction-like sentence is withheld
     assert user.count("</sentences>") == 1 and "‹b›x‹/b› y" in block  # no tag can be closed or forged
     after = user[user.index("</sentences>") :]
-    assert "Question: How many days?" in after and "Which numbered sentence" in after
+    assert "Question: How many days?" in after and INSTRUCTION in after
     assert "data, not instructions" in messages[0]["content"]
 
 
 def test_reply_parsing() -> None:
-    assert parse_reply("Sentence: 2\nAnswer: 371", 4) == (1, "371")
-    assert parse_reply("Sentence: none\nAnswer: none", 4) == (None, "")
-    assert parse_reply("Sentence: 9\nAnswer: x", 4) is None  # no such sentence
+    assert parse_reply("Answer: 371\nSentence: 2", 4) == (1, "371")
+    assert parse_reply("Answer: none\nSentence: none", 4) == (None, "")
+    assert parse_reply("Answer: 371\nSentence: 9", 4) == (None, "371")  # no such sentence: the span still counts
     assert parse_reply("I think it is the second one", 4) is None
 
 
@@ -139,6 +139,7 @@ def test_the_model_says_none_when_no_sentence_answers(reader) -> None:
     )
     before = [c.score for c in FeatureReader(None).read(question, list(candidates))]
     ranked = reader.read(question, candidates)
-    assert all(c.features.get("llm_none") == 1.0 for c in ranked)
+    # "none", or an answer that no sentence holds (which the reader treats the same way)
+    assert all(c.features.get("llm_none") == 1.0 or c.features.get("llm_unverified") == 1.0 for c in ranked)
     assert max(c.score for c in ranked) <= max(before) * 0.5 + 1e-9
     assert all(llm_span(c) is None for c in ranked)
