@@ -110,11 +110,11 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "data" / "reader", description="Trained reader weights (make reader)."
     )
     abstain_threshold: float = Field(
-        default=0.75,
+        default=0.6,
         ge=0,
         le=1,
-        description="Abstain when the best sentence's reader score is below this. 0.75 keeps abstentions on answerable "
-        "news turns under 7 % (eval/reader_study.py; eval/calibrate.py prints the balanced-accuracy optimum).",
+        description="Abstain when the best sentence's reader score is below this. 0.6 keeps abstentions on answerable "
+        "news turns near 1 % (eval/reader_study.py; eval/calibrate.py prints the balanced-accuracy optimum).",
     )
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible server for generated answers.")
     llm_model: str = "default"
@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     llm_max_reply_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="A language-model reply larger than this is refused."
     )
+    cross_encoder_shortlist: int = Field(
+        default=8, ge=1, le=50, description="Top feature-ranked sentences the cross-encoder reader rescores."
+    )
+    cross_encoder_threads: int = Field(default=2, ge=1, le=64, description="Torch threads of the cross-encoder reader.")
     llm_reader_model: str = Field(
         default="0.5b", description="Local Qwen2.5-Coder-Instruct of the llm reader: 0.5b | 1.5b (part wheels)."
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 
@@ -117,13 +118,14 @@ def compose(
     settings: Settings,
     cache: SentenceCache,
     reader: Reader,
+    period: tuple[date, date] | None = None,
 ) -> Composed:
     question_words = content_words(question)
     sentences = candidate_sentences(index, candidates, settings.answer_passages, question_words)
     if not sentences:
         return Composed([], [], related_articles(index, candidates), True, 0.0)
     sentences = _embed_missing(index, sentences, question_words, settings.answer_dense_sentences, cache)
-    asked = Question(question, query_vector, question_kind(question))
+    asked = Question(question, query_vector, question_kind(question), period)
     for sentence in sentences:
         sentence.features = cheap_features(asked, question_words, sentence, index.bm25.idf)
     focus_features(question_words, sentences)

@@ -163,7 +163,10 @@ class Engine:
             index, question, request.k, request.filters, as_of, prefer_articles, context
         )
         retrieved = time.perf_counter()
-        composed = compose(question, query_vector, candidates, index, self.settings, self.sentence_cache, self.reader)
+        period = (preferences.date_from, preferences.date_to) if preferences.date_from and preferences.date_to else None
+        composed = compose(
+            question, query_vector, candidates, index, self.settings, self.sentence_cache, self.reader, period
+        )
         text = validate_markers(composed.text, len(composed.sources))
         sentences = composed.sentences
         mode: Literal["extractive", "generated"] = "extractive"

@@ -8,6 +8,7 @@ scores to choose sentences and the best one to decide whether to abstain.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Protocol
 
 import numpy as np
@@ -35,7 +36,8 @@ class CandidateSentence:
 class Question:
     text: str
     vector: np.ndarray
-    kind: str  # see reading.kinds: number, date, person, place, organisation, thing, reason, manner
+    kind: str  # see reading.kinds: number, date, person, place, organisation, name, thing, reason, manner
+    period: tuple[date, date] | None = None  # the time the question names ("this week"), relative to its as_of
 
 
 class Reader(Protocol):

@@ -8,12 +8,13 @@ are computed only for a shortlist.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 
 from index import bm25
 from service.answering.reading import entities as ner
 from service.answering.reading.base import CandidateSentence, Question
-from service.answering.reading.kinds import FACTUAL, LABELS
+from service.answering.reading.kinds import FACTUAL, matches_kind
 
 _QUOTES = ('"', "“", "”")
 _SAYING = frozenset("say says said tell tells told call calls called describe described write wrote ask asked".split())
@@ -38,7 +39,7 @@ CHEAP = (
     "focus",
     "quote_match",
 )
-ENTITY = ("kind_match", "kind_missing")
+ENTITY = ("kind_match", "kind_missing", "stale_year")
 FEATURES = CHEAP + ENTITY
 
 
@@ -81,14 +82,29 @@ def focus_features(question_words: set[str], candidates: list[CandidateSentence]
         candidate.features["focus"] = sum(weight[w] for w in shared) / total if total else 0.0
 
 
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+
+
 def entity_features(question: Question, candidates: list[CandidateSentence]) -> None:
-    """Adds ``kind_match`` / ``kind_missing`` to each candidate (both 0 for a non-factual question)."""
-    if question.kind not in FACTUAL or not candidates or not ner.available():
-        for c in candidates:
-            c.features.update(kind_match=0.0, kind_missing=0.0)
+    """Adds ``kind_match`` / ``kind_missing`` (both 0 for a non-factual question) and ``stale_year`` (the question
+    names a recent period, the sentence's dates are all in earlier years) to each candidate."""
+    for c in candidates:
+        c.features.update(kind_match=0.0, kind_missing=0.0, stale_year=0.0)
+    factual = question.kind in FACTUAL
+    if not (factual or question.period) or not candidates or not ner.available():
         return
-    wanted = LABELS[question.kind]
     asked = question.text.casefold()
     for candidate, found in zip(candidates, ner.entities([c.text for c in candidates]), strict=True):
-        new = [e for e in found if e[2] in wanted and candidate.text[e[0] : e[1]].casefold() not in asked]
-        candidate.features.update(kind_match=1.0 if new else 0.0, kind_missing=0.0 if new else 1.0)
+        if factual:
+            new = [
+                e
+                for e in found
+                if matches_kind(question.kind, e[2], candidate.text[e[0] : e[1]])
+                and candidate.text[e[0] : e[1]].casefold() not in asked
+            ]
+            candidate.features.update(kind_match=1.0 if new else 0.0, kind_missing=0.0 if new else 1.0)
+        if question.period:
+            years = [int(y) for e in found if e[2] == "DATE" for y in _YEAR.findall(candidate.text[e[0] : e[1]])]
+            # a question about "this week" is rarely answered by a sentence dated only in earlier years
+            if years and max(years) < question.period[0].year:
+                candidate.features["stale_year"] = 1.0

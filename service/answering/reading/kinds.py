@@ -22,6 +22,22 @@ LABELS: dict[str, tuple[str, ...]] = {
     "name": ("PERSON", "ORG", "WORK_OF_ART", "EVENT", "PRODUCT", "FAC", "GPE", "LOC", "NORP", "LAW"),
 }
 
+_UNITS = frozenset(
+    "second seconds minute minutes hour hours day days week weeks month months year years decade decades".split()
+)
+
+
+def matches_kind(kind: str, label: str, text: str) -> bool:
+    """Whether an entity (spaCy label, text) can answer a question of ``kind``. A number is a count, amount or
+    share, or a duration with its digits ("371 days"); a month name or a bare year is not a number."""
+    if label not in LABELS.get(kind, ()):
+        return False
+    if kind == "number" and label in ("DATE", "TIME"):
+        words = text.lower().split()
+        return any(w.isdigit() for w in words) and bool(_UNITS & set(words))
+    return True
+
+
 _NUMBER_HOW = frozenset("many much old long far tall big large high fast often".split())
 _DATE_NOUNS = frozenset("year date day month time decade century season week".split())
 _NUMBER_NOUNS = frozenset(

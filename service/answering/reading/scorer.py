@@ -43,6 +43,7 @@ _HAND_SET = {
     "caption": -1.0,
     "kind_match": 0.6,
     "kind_missing": -0.6,
+    "stale_year": -1.5,
 }
 UNTRAINED = ReaderWeights(
     features=list(FEATURES),

@@ -1,8 +1,8 @@
 """The answer in a few words: an entity of the asked-for kind, as an exact span of a chosen sentence.
 
-For a factual question (number, date, person, place, organisation) the short answer is the entity of a
-matching label that the question does not already name, nearest to the words the sentence shares with the
-question. Its offsets are article offsets, so ``article_text[start:end] == text`` always holds.
+For a factual question (number, date, person, place, organisation, name) the short answer is an entity of a
+matching label that the question does not already name, the one the chosen sentences agree on. Its offsets
+are article offsets, so ``article_text[start:end] == text`` always holds.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from service.answering.reading import entities as ner
 from service.answering.reading.base import CandidateSentence, Question
 from service.answering.reading.features import content_words
-from service.answering.reading.kinds import FACTUAL, LABELS
+from service.answering.reading.kinds import FACTUAL, LABELS, matches_kind
 
 
 @dataclass(frozen=True)
@@ -26,14 +26,27 @@ class Span:
 
 
 def short_answer(question: Question, sentences: list[CandidateSentence]) -> Span | None:
-    """The short answer from the first of ``sentences`` (best first) that holds one, or None."""
+    """The short answer the chosen ``sentences`` (best first) agree on, or None.
+
+    Each sentence proposes its best entity of the asked-for kind (by label preference, then nearness to the
+    question's words); proposals with the same text pool their sentences' reader scores, and the best-scored
+    proposal wins: two sentences saying "371" outvote one saying "355". Its span is taken from the best
+    sentence that proposed it.
+    """
     if question.kind not in FACTUAL or not sentences or not ner.available():
         return None
     wanted = LABELS[question.kind]
     asked = question.text.casefold()
     asked_words = content_words(question.text)
+    votes: dict[str, float] = {}
+    first: dict[str, Span] = {}
     for sentence, found in zip(sentences, ner.entities([s.text for s in sentences]), strict=True):
-        options = [e for e in found if e[2] in wanted and sentence.text[e[0] : e[1]].casefold() not in asked]
+        options = [
+            e
+            for e in found
+            if matches_kind(question.kind, e[2], sentence.text[e[0] : e[1]])
+            and sentence.text[e[0] : e[1]].casefold() not in asked
+        ]
         if not options:
             continue
         anchors = _anchor_offsets(sentence.text, asked_words)
@@ -43,15 +56,31 @@ def short_answer(question: Question, sentences: list[CandidateSentence]) -> Span
             return (wanted.index(entity[2]), distance)
 
         start, end, _ = min(options, key=cost)
-        return Span(
-            sentence.text[start:end],
-            sentence.article_id,
-            sentence.start + start,
-            sentence.start + end,
-            question.kind,
-            sentence,
+        key = _vote_key(question.kind, sentence.text[start:end])
+        votes[key] = votes.get(key, 0.0) + max(sentence.score, 1e-6)
+        first.setdefault(
+            key,
+            Span(
+                sentence.text[start:end],
+                sentence.article_id,
+                sentence.start + start,
+                sentence.start + end,
+                question.kind,
+                sentence,
+            ),
         )
-    return None
+    if not votes:
+        return None
+    return first[max(votes, key=lambda k: votes[k])]
+
+
+def _vote_key(kind: str, text: str) -> str:
+    """What two proposals must share to be the same answer: the digits of a number ("371" = "371 days")."""
+    if kind == "number":
+        digits = "".join(ch for ch in text.split()[0] if ch.isdigit() or ch in ".,") if text.split() else ""
+        if any(ch.isdigit() for ch in digits):
+            return digits.replace(",", "")
+    return " ".join(text.casefold().split())
 
 
 def _anchor_offsets(text: str, words: set[str]) -> list[int]:

@@ -1,0 +1,103 @@
+"""The cross-encoder reader (opt-in, ``BYLINE_READER=cross-encoder``): MiniLM reads question and sentence together.
+
+It reranks the feature reader's shortlist: the feature reader orders every candidate, then the cross-encoder
+scores the best ``shortlist`` of them as (question, sentence) pairs; a sentence's score is the sigmoid of the
+cross-encoder's logit. Sentences past the shortlist keep their feature score, capped at the shortlist's lowest,
+so the order stays head first. The weights are built by ``make reader-ce``
+(``reading.train_cross_encoder``) into ``<reader_dir>/cross-encoder/``, a cache never committed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from service.answering.reading.base import CandidateSentence, Question, Reader
+
+CE_DIR = "cross-encoder"
+
+
+class CrossEncoderUnavailable(RuntimeError):
+    """The cross-encoder's weights are missing or unreadable; the message says how to build them."""
+
+
+class CrossEncoderScorer:
+    """A one-logit sequence classifier over (question, sentence) pairs, on CPU with a fixed thread count."""
+
+    def __init__(self, directory: Path, threads: int = 2, max_length: int = 96) -> None:
+        if not (directory / "config.json").exists():
+            raise CrossEncoderUnavailable(
+                f"no cross-encoder weights in {directory}: build them with `make reader-ce` "
+                "(python -m service.answering.reading.train_cross_encoder --index DIR), or use BYLINE_READER=features"
+            )
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self._torch = torch
+        self.threads = threads
+        self.max_length = max_length
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(directory))
+        except (OSError, ValueError) as exc:
+            raise CrossEncoderUnavailable(f"cross-encoder weights in {directory} unusable: {exc}") from exc
+        self.model.eval()
+        meta = directory / "trained.json"
+        self.trained: dict[str, object] = json.loads(meta.read_text()) if meta.exists() else {}
+
+    def logits(self, question: str, sentences: list[str]) -> list[float]:
+        if not sentences:
+            return []
+        torch = self._torch
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        encoded = self.tokenizer(
+            [question] * len(sentences),
+            sentences,
+            truncation="longest_first",
+            max_length=self.max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+        with torch.inference_mode():
+            out = self.model(**encoded).logits.squeeze(-1)
+        return [float(v) for v in out.reshape(-1)]
+
+
+class CrossEncoderReader:
+    """Reranks ``base``'s best ``shortlist`` candidates by the cross-encoder (``shortlist=None``: all of them)."""
+
+    name = "cross-encoder"
+
+    def __init__(self, scorer: CrossEncoderScorer, base: Reader, shortlist: int | None = 8) -> None:
+        self.scorer = scorer
+        self.base = base
+        self.shortlist = shortlist
+
+    def read(self, question: Question, candidates: list[CandidateSentence]) -> list[CandidateSentence]:
+        ranked = self.base.read(question, candidates)
+        cut = len(ranked) if self.shortlist is None else self.shortlist
+        head, tail = ranked[:cut], ranked[cut:]
+        for c, logit in zip(head, self.scorer.logits(question.text, [c.text for c in head]), strict=True):
+            c.features["cross_encoder"] = logit
+            c.score = _sigmoid(logit)
+        head.sort(key=lambda c: -c.score)
+        floor = head[-1].score if head else 1.0
+        for c in tail:
+            c.score = min(c.score, floor)
+        return head + tail
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "shortlist": self.shortlist, **self.scorer.trained}
+
+
+def load_cross_encoder_reader(
+    weights_dir: Path, base: Reader, shortlist: int | None = 8, threads: int = 2
+) -> CrossEncoderReader:
+    """The reader over ``<weights_dir>/cross-encoder``; raises :class:`CrossEncoderUnavailable` when absent."""
+    return CrossEncoderReader(CrossEncoderScorer(weights_dir / CE_DIR, threads=threads), base, shortlist)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, x))))

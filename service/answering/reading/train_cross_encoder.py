@@ -1,0 +1,256 @@
+"""Train the cross-encoder reader: ``python -m service.answering.reading.train_cross_encoder --index DIR``.
+
+Supervision is ``reading.train``'s (question subheadings and cloze questions over the train split only:
+hash-held-out articles and every article a ``--dev`` set points to give no question and no candidate). Each
+question goes through the real retrieval and candidate selection; its answer sentences are positives, and the
+other candidates of the same question are hard negatives: the ``--hard`` best by the hand-set feature reader
+(the shortlist the cross-encoder will rerank) plus ``--easy`` random others.
+
+The model starts from the packaged all-MiniLM-L6-v2 weights (``index.encoder.model_path()``), optionally cut to
+its first ``--layers`` layers, with a one-logit head, and is fine-tuned with binary cross-entropy (AdamW, linear
+warm-up and decay, fixed seed). The weights go to ``<reader_dir>/cross-encoder/`` (a cache, never committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from index.settings import get_settings
+
+CE_DIR = "cross-encoder"
+PAIRS_FILE = "pairs.jsonl"
+META_FILE = "trained.json"
+
+
+@dataclass(frozen=True)
+class Pair:
+    question: str
+    sentence: str
+    label: float
+    article_id: str
+    source: str  # heading | cloze
+
+
+def build_pairs(
+    index_root: Path, dev: list[Path], cloze: int, seed: int, hard: int, easy: int
+) -> tuple[list[Pair], dict[str, int]]:
+    """(question, candidate sentence, label) pairs from the train split, with counts for the report."""
+    from service.answering.answer import _embed_missing, candidate_sentences
+    from service.answering.engine import Engine
+    from service.answering.reading.base import Question
+    from service.answering.reading.features import cheap_features, content_words, focus_features
+    from service.answering.reading.scorer import FeatureReader
+    from service.answering.reading.train import cloze_questions, dev_articles, heading_questions, held_out_by_hash
+    from service.answering.schemas import Filters
+
+    settings = get_settings().model_copy(update={"reader": "features-untrained"})
+    engine = Engine(settings=settings, index_root=index_root)
+    index = engine.index
+    rng = random.Random(seed)
+    dev_ids = dev_articles(engine, dev)
+    held_out = {a for a in index.articles if held_out_by_hash(a)} | dev_ids
+    train = set(index.articles) - held_out
+    examples = heading_questions(engine, train)
+    n_heading = len(examples)
+    examples += cloze_questions(engine, train, cloze, rng)
+    first = FeatureReader(None)
+    pairs: list[Pair] = []
+    used = {"heading": 0, "cloze": 0}
+    for example in examples:
+        candidates, _, vector = engine._retrieve(index, example.question, 10, Filters(), dt.date.today(), None)
+        words = content_words(example.question)
+        sentences = [
+            s
+            for s in candidate_sentences(index, candidates, settings.answer_passages, words)
+            if s.article_id not in held_out
+        ]
+        if not any((s.article_id, s.start) in example.positives for s in sentences):
+            continue
+        sentences = _embed_missing(index, sentences, words, settings.answer_dense_sentences, engine.sentence_cache)
+        asked = Question(example.question, vector, example.kind)
+        for s in sentences:
+            s.features = cheap_features(asked, words, s, index.bm25.idf)
+        focus_features(words, sentences)
+        ranked = first.read(asked, sentences)
+        positives = [s for s in ranked if (s.article_id, s.start) in example.positives]
+        negatives = [s for s in ranked if (s.article_id, s.start) not in example.positives]
+        chosen = negatives[:hard]
+        rest = negatives[hard:]
+        chosen += rng.sample(rest, min(easy, len(rest)))
+        used[example.source] += 1
+        for s, label in [(p, 1.0) for p in positives] + [(n, 0.0) for n in chosen]:
+            pairs.append(Pair(example.question, s.text, label, s.article_id, example.source))
+    counts = {
+        "train_articles": len(train),
+        "held_out_articles": len(held_out),
+        "dev_articles": len(dev_ids),
+        "heading_questions": n_heading,
+        "cloze_questions": len(examples) - n_heading,
+        "questions_used_heading": used["heading"],
+        "questions_used_cloze": used["cloze"],
+        "pairs": len(pairs),
+        "positives": sum(int(p.label) for p in pairs),
+    }
+    return pairs, counts
+
+
+def save_pairs(path: Path, pairs: list[Pair]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        for p in pairs:
+            handle.write(json.dumps(p.__dict__) + "\n")
+
+
+def load_pairs(path: Path) -> list[Pair]:
+    return [Pair(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
+def train(
+    pairs: list[Pair],
+    out: Path,
+    *,
+    base: Path | None = None,
+    layers: int = 6,
+    max_length: int = 96,
+    batch_size: int = 16,
+    epochs: int = 1,
+    lr: float = 5e-5,
+    seed: int = 13,
+    threads: int = 2,
+    max_steps: int | None = None,
+    log_every: int = 50,
+) -> dict[str, object]:
+    """Fine-tune a one-logit cross-encoder on ``pairs`` and save it (model + tokenizer + trained.json) to ``out``."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    from index.encoder import model_path
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    base = base or model_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=1)
+    if layers < model.config.num_hidden_layers:
+        model.bert.encoder.layer = model.bert.encoder.layer[:layers]
+        model.config.num_hidden_layers = layers
+    order = list(range(len(pairs)))
+    steps_per_epoch = (len(pairs) + batch_size - 1) // batch_size
+    total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    schedule = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), max(1, total))
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    model.train()
+    started = time.perf_counter()
+    step, running = 0, 0.0
+    rng = random.Random(seed)
+    for _ in range(epochs):
+        rng.shuffle(order)
+        for i in range(0, len(order), batch_size):
+            if step >= total:
+                break
+            batch = [pairs[j] for j in order[i : i + batch_size]]
+            encoded = tokenizer(
+                [p.question for p in batch],
+                [p.sentence for p in batch],
+                truncation="longest_first",
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            logits = model(**encoded).logits.squeeze(-1)
+            loss = loss_fn(logits, torch.tensor([p.label for p in batch], dtype=torch.float32))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            step += 1
+            running += loss.item()
+            if log_every and step % log_every == 0:
+                elapsed = time.perf_counter() - started
+                print(f"  step {step}/{total} loss {running / log_every:.4f} {elapsed:.0f} s", file=sys.stderr)
+                running = 0.0
+    seconds = time.perf_counter() - started
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    meta: dict[str, object] = {
+        "base": "sentence-transformers/all-MiniLM-L6-v2 (packaged)",
+        "layers": layers,
+        "max_length": max_length,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "steps": step,
+        "lr": lr,
+        "seed": seed,
+        "threads": threads,
+        "pairs": len(pairs),
+        "positives": sum(int(p.label) for p in pairs),
+        "train_seconds": round(seconds, 1),
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m service.answering.reading.train_cross_encoder", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--index", type=Path, required=True)
+    parser.add_argument("--dev", type=Path, nargs="*", default=[], help="dev sets whose articles are held out")
+    parser.add_argument("--out", type=Path, default=None, help="default: <settings.reader_dir>/cross-encoder")
+    parser.add_argument("--pairs", type=Path, default=None, help="reuse (or write) the training pairs here")
+    parser.add_argument("--cloze", type=int, default=1500, help="cloze questions to make")
+    parser.add_argument("--hard", type=int, default=5, help="negatives per question from the feature shortlist")
+    parser.add_argument("--easy", type=int, default=2, help="random other negatives per question")
+    parser.add_argument("--layers", type=int, default=6, help="keep MiniLM's first N layers (6 = all)")
+    parser.add_argument("--max-length", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=13)
+    args = parser.parse_args(argv)
+    out = args.out or get_settings().reader_dir / CE_DIR
+    pairs_path = args.pairs or out / PAIRS_FILE
+    started = time.perf_counter()
+    counts: dict[str, int] = {}
+    if args.pairs is not None and pairs_path.exists():
+        pairs = load_pairs(pairs_path)
+        print(f"reusing {len(pairs)} pairs from {pairs_path}", file=sys.stderr)
+    else:
+        pairs, counts = build_pairs(args.index, args.dev, args.cloze, args.seed, args.hard, args.easy)
+        save_pairs(pairs_path, pairs)
+        print(f"pairs built in {time.perf_counter() - started:.0f} s: {json.dumps(counts)}", file=sys.stderr)
+    meta = train(
+        pairs,
+        out,
+        layers=args.layers,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        max_steps=args.max_steps,
+    )
+    meta.update(counts)
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    print(f"wrote {out}: {meta['pairs']} pairs, {meta['steps']} steps, {meta['train_seconds']} s training")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
