@@ -110,11 +110,11 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "data" / "reader", description="Trained reader weights (make reader)."
     )
     abstain_threshold: float = Field(
-        default=0.6,
+        default=0.7,
         ge=0,
         le=1,
-        description="Abstain when the best sentence's reader score is below this. 0.6 keeps abstentions on answerable "
-        "news turns near 1 % (eval/reader_study.py; eval/calibrate.py prints the balanced-accuracy optimum).",
+        description="Abstain when the best sentence's reader score is below this. 0.7 keeps abstentions on answerable "
+        "news turns near 3 % (eval/reader_study.py; eval/calibrate.py prints the balanced-accuracy optimum).",
     )
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible server for generated answers.")
     llm_model: str = "default"
