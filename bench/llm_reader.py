@@ -16,21 +16,20 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import pickle
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval.metrics import contains_any
 from eval.questions import load_questions
+from eval.reader_study import collect as study_collect
 from index.settings import PROJECT_ROOT, get_settings
-from service.answering.answer import _embed_missing, candidate_sentences
 from service.answering.engine import Engine
 from service.answering.reading import CandidateSentence, Question, make_reader
-from service.answering.reading.features import cheap_features, content_words
-from service.answering.reading.kinds import question_kind
-from service.answering.schemas import Filters
 
 NEWS = PROJECT_ROOT / "eval" / "questions" / "news.jsonl"
 REALTIMEQA = PROJECT_ROOT.parent / "shared" / "eval" / "realtimeqa-dev.jsonl"
@@ -63,6 +62,7 @@ class Row:
     spans: int = 0
     spans_right: int = 0
     outcomes: dict[str, list[int]] = field(default_factory=dict)  # llm outcome -> [answerable, unanswerable]
+    replies: list[dict] = field(default_factory=list)
     in_top: int = 0  # answerable turns with an answer-holding sentence among the top N the llm reader shows
 
 
@@ -82,19 +82,20 @@ def sample(path: Path, answerable: int, unanswerable: int) -> list[tuple[str, dt
 
 
 def collect(engine: Engine, name: str, turns: list[tuple[str, dt.date | None, list[str], bool]]) -> list[Case]:
-    index, settings = engine.index, engine.settings
+    """Each turn through ``eval.reader_study.collect`` (the same candidates and features as the reader study),
+    one at a time so that each turn's retrieval time is known."""
     cases = []
-    for text, date, answer_any, unanswerable in turns:
-        started = time.perf_counter()
-        as_of = dt.date.fromisoformat(str(date)) if date else dt.date.today()
-        candidates, _, vector = engine._retrieve(index, text, 10, Filters(), as_of, None)
-        words = content_words(text)
-        sentences = candidate_sentences(index, candidates, settings.answer_passages, words)
-        sentences = _embed_missing(index, sentences, words, settings.answer_dense_sentences, engine.sentence_cache)
-        asked = Question(text, vector, question_kind(text))
-        for s in sentences:
-            s.features = cheap_features(asked, words, s, index.bm25.idf)
-        cases.append(Case(name, asked, sentences, answer_any, unanswerable, time.perf_counter() - started))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.jsonl"
+        for text, date, answer_any, unanswerable in turns:
+            item = {"id": "t", "turns": [{"question": text, "answer_any": answer_any}], "unanswerable": unanswerable}
+            if date:
+                item["date"] = str(date)
+            path.write_text(json.dumps(item) + "\n")
+            started = time.perf_counter()
+            (study,) = study_collect(engine, [path])
+            seconds = time.perf_counter() - started
+            cases.append(Case(name, study.question, study.sentences, answer_any, unanswerable, seconds))
     return cases
 
 
@@ -120,6 +121,16 @@ def evaluate(
             row.said_none += 1
         if outcome := getattr(reader, "last_outcome", ""):
             row.outcomes.setdefault(outcome, [0, 0])[case.unanswerable] += 1
+            row.replies.append(
+                {
+                    "question": case.question.text,
+                    "unanswerable": case.unanswerable,
+                    "answer_any": case.answer_any,
+                    "outcome": outcome,
+                    "reply": getattr(reader, "last_reply", ""),
+                    "shown": [s.text for s in ranked[:top_n]] if outcome != "picked" else [],
+                }
+            )
         if ranked and (span := llm_span(ranked[0])) is not None:
             row.spans += 1
             text = ranked[0].text[span[0] - ranked[0].start : span[1] - ranked[0].start]
@@ -187,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readers", nargs="+", default=["features", "llm"])
     parser.add_argument("--cases", type=Path, default=None, help="keep the collected turns here (a pickle, reused)")
     parser.add_argument("--llm-model", default=None, help="0.5b | 1.5b (default: settings.llm_reader_model)")
+    parser.add_argument("--replies", type=Path, default=None, help="write the llm replies here (JSONL)")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=None, help="extra thresholds (features only)")
     parser.add_argument("--threshold", type=float, default=None, help="abstain below (default: settings)")
     args = parser.parse_args(argv)
     settings = get_settings()
@@ -221,18 +234,24 @@ def main(argv: list[str] | None = None) -> int:
         loaded = time.perf_counter()
         reader = make_reader(name, settings.reader_dir, settings)
         load_s = time.perf_counter() - loaded
-        for line in render(
-            reader.name,
-            evaluate(
+        extra = args.thresholds if args.thresholds and not name.startswith("llm") else []
+        for value in [threshold, *extra]:
+            label = reader.name if value == threshold else f"{reader.name} @ {value:g}"
+            results = evaluate(
                 cases,
                 reader,
-                threshold,
+                value,
                 settings.answer_relative_cutoff,
                 settings.answer_max_sentences,
                 settings.llm_reader_candidates,
-            ),
-        ):
-            print(line, flush=True)
+            )
+            for line in render(label, results):
+                print(line, flush=True)
+            if args.replies and name.startswith("llm"):
+                with args.replies.open("a") as out:
+                    for row in results.values():
+                        for reply in row.replies:
+                            out.write(json.dumps({"reader": reader.name, **reply}) + "\n")
         print(f"<!-- {reader.name}: loaded in {load_s:.1f} s -->", flush=True)
     return 0
 

@@ -127,6 +127,7 @@ class LLMReader:
         self.path: Path = model_path(self.size, settings.cache_dir)
         self.name = f"llm-{self.size}+{base.name}"
         self.last_seconds = 0.0  # time of the last model call (for benchmarks)
+        self.last_reply = ""  # the model's raw reply of the last call (for benchmarks)
         self.last_outcome = ""  # picked | picked-other | none | unverified | unusable | error | empty
         self._lock = threading.Lock()  # one llama.cpp context: one call at a time
         self._llm = self._load(settings.llm_reader_threads)
@@ -160,7 +161,8 @@ class LLMReader:
                 )
             finally:
                 self.last_seconds = time.perf_counter() - started
-        return out["choices"][0]["message"]["content"] or ""
+        self.last_reply = out["choices"][0]["message"]["content"] or ""
+        return self.last_reply
 
     def read(self, question: Question, candidates: list[CandidateSentence]) -> list[CandidateSentence]:
         for c in candidates:
@@ -170,6 +172,7 @@ class LLMReader:
         head = ranked[: self.top_n]
         self.last_seconds = 0.0
         self.last_outcome = "empty"
+        self.last_reply = ""
         if not head:
             return ranked
         try:
