@@ -346,8 +346,10 @@ def test_api_reference_is_served_from_local_files(client: httpx.Client) -> None:
     assert client.get("/docs-assets/swagger-ui.css").status_code == 200
     assert client.get("/docs-assets/nope.js").status_code == 404
     redoc = client.get("/redoc")
-    assert redoc.status_code == 200 and "/docs-assets/redoc.standalone.js" in redoc.text
+    assert redoc.status_code == 200 and '<script src="/redoc.js">' in redoc.text  # ReDoc, its CDN logo dropped
     assert "fonts.googleapis" not in redoc.text and "cdn." not in redoc.text
+    script = client.get("/redoc.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"] and "cdn." not in script.text
 
 
 def test_page_is_served(client: httpx.Client) -> None:
