@@ -42,6 +42,7 @@ CONVERSATIONS = {
         "Kessler",
     ),
 }
+CITED = "How many days earlier do Lake Tessaly algae blooms begin?"  # answered from an article with a url
 SWITCH = ("How much did the employees pay for Kessler's Bakery?", "Who won the men's race at the Harbor City Marathon?")
 
 
@@ -126,9 +127,7 @@ def test_an_assumed_subject_is_said(http: httpx.Client) -> None:
 
 
 def test_completion_annotations_cite_sentences_by_url(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(
-        model="byline", messages=[{"role": "user", "content": "What subject does Leila Haddad teach?"}]
-    )
+    reply = client.chat.completions.create(model="byline", messages=[{"role": "user", "content": CITED}])
     message = reply.choices[0].message
     content, byline = message.content or "", reply.model_extra["byline"]
     urls = {s["n"]: s["url"] for s in byline["sources"] if s["url"]}
@@ -144,9 +143,7 @@ def test_completion_annotations_cite_sentences_by_url(client: openai.OpenAI) -> 
 
 
 def test_streamed_completion_carries_annotations_in_the_final_chunk(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(
-        model="byline", messages=[{"role": "user", "content": "What subject does Leila Haddad teach?"}], stream=True
-    )
+    stream = client.chat.completions.create(model="byline", messages=[{"role": "user", "content": CITED}], stream=True)
     chunks = list(stream)
     content = "".join(c.choices[0].delta.content or "" for c in chunks)
     final = chunks[-1]
