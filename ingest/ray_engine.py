@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -98,10 +99,26 @@ def start_ray(address: str | None = None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or None
     options: dict[str, Any] = {"runtime_env": {"env_vars": _WORKER_ENV}, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address, **options)
-    else:
-        ray.init(include_dashboard=False, **options)
+        _check_reachable(address)
+    try:
+        if address:
+            ray.init(address=address, **options)
+        else:  # "local": a new instance, even if a cluster started with `ray start` runs on this machine
+            ray.init(address="local", include_dashboard=False, **options)
+    except ConnectionError as exc:
+        raise IngestError(f"could not join the Ray cluster at {address}: {exc}; nothing was written") from exc
     return True
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail at once if nothing listens at a ``host:port`` address (Ray itself would retry for minutes)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "auto", ray://..., and the like: left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise IngestError(f"no Ray cluster answers at {address} ({exc}); nothing was written") from exc
 
 
 def _data_context(progress: bool) -> None:
@@ -109,7 +126,7 @@ def _data_context(progress: bool) -> None:
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def _actor_threads(settings: Settings) -> int:
