@@ -4,6 +4,10 @@ Incremental: an article whose id and content hash are already in the published v
 without embedding; a changed one replaces its chunks; with ``prune`` the articles not seen in this run
 are removed; an article with the same content as another one is stored once. Unchanged chunks keep
 their ids and vectors.
+
+Each stage is a function (``open_prior``, ``clean_item``, ``classify``, ``draft_chunks``, ``number_chunks``,
+``EmbedInput.blocks`` and ``embed_block``, ``embedded``, ``write_and_publish``); ``run_ingest`` runs them in
+this process and ``ingest.ray_engine`` runs the per-article ones and the encoder on Ray, so both write the same.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip in
 def local_ray() -> Iterator[Any]:
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")  # a new instance
     yield ray
     ray.shutdown()
 
