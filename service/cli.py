@@ -223,7 +223,7 @@ def chat_run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: Text
 
             from index.manifest import IndexError_
             from service.answering.chat import ChatService
-            from service.answering.conversations import ConversationNotFound, ConversationStore
+            from service.answering.conversations import ConversationNotFound, open_store
             from service.answering.schemas import ChatRequest, Filters
 
             settings = _settings(args)
@@ -233,7 +233,7 @@ def chat_run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: Text
                 loading.stop()
                 print(f"byline chat: {exc}", file=sys.stderr)
                 return 1
-            store = ConversationStore.at_index_root(engine.root)
+            store = open_store(settings, engine.root)
             service = ChatService(engine, store, settings=settings)
     except KeyboardInterrupt:  # Ctrl-C while loading: nothing was asked yet
         print(file=sys.stderr)
