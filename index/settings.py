@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     )
     cross_encoder_threads: int = Field(default=2, ge=1, le=64, description="Torch threads of the cross-encoder reader.")
     llm_reader_model: str = Field(
-        default="0.5b", description="Local Qwen2.5-Coder-Instruct of the llm reader: 0.5b | 1.5b (part wheels)."
+        default="1.5b", description="Local Qwen2.5-Coder-Instruct of the llm reader: 1.5b | 0.5b (part wheels)."
     )
     llm_reader_threads: int = Field(default=1, ge=1, le=64, description="llama.cpp threads of the llm reader.")
     llm_reader_candidates: int = Field(
