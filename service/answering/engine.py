@@ -41,7 +41,7 @@ class Engine:
         self.encoder = encoder or get_encoder()
         self.sentence_cache = SentenceEmbeddingCache(self.encoder)
         self.retriever = Retriever(self.settings, reranker=make_reranker(self.settings, self.sentence_cache))
-        self.reader = make_reader(self.settings.reader, self.settings.reader_dir)
+        self.reader = make_reader(self.settings.reader, self.settings.reader_dir, self.settings)
         self.generator = Generator(self.settings, self.encoder)  # used only when settings.llm_base_url is set
         self._lock = threading.Lock()
         self._index = self._load(verify=True)
