@@ -7,13 +7,15 @@ stdout stays clean for pipes.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from types import TracebackType
 from typing import TextIO
 
 FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-DELAY_S = 0.5
+# Read from the environment, not the settings object: the indicator must start before anything heavy is imported.
+DELAY_S = float(os.environ.get("BYLINE_LOADING_DELAY_S", "0.5"))
 FRAME_S = 0.1
 
 
