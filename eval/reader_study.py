@@ -18,11 +18,9 @@ from pathlib import Path
 from eval.metrics import contains_any
 from eval.questions import load_questions
 from index.settings import get_settings
-from service.answering.answer import _embed_missing, candidate_sentences
+from service.answering.answer import prepare
 from service.answering.engine import Engine
 from service.answering.reading import CandidateSentence, Question, Reader, make_reader
-from service.answering.reading.features import cheap_features, content_words, focus_features
-from service.answering.reading.kinds import question_kind
 from service.answering.schemas import Filters
 
 
@@ -44,15 +42,7 @@ def collect(engine: Engine, paths: list[Path]) -> list[Case]:
             for turn in item.turns:
                 text = turn.standalone or turn.question
                 candidates, _, vector = engine._retrieve(index, text, 10, Filters(), as_of, None)
-                words = content_words(text)
-                sentences = candidate_sentences(index, candidates, settings.answer_passages, words)
-                sentences = _embed_missing(
-                    index, sentences, words, settings.answer_dense_sentences, engine.sentence_cache
-                )
-                asked = Question(text, vector, question_kind(text))
-                for s in sentences:
-                    s.features = cheap_features(asked, words, s, index.bm25.idf)
-                focus_features(words, sentences)
+                asked, sentences = prepare(index, text, vector, candidates, settings, engine.sentence_cache)
                 cases.append(Case(path.stem, asked, sentences, list(turn.answer_any), item.unanswerable))
     return cases
 

@@ -10,6 +10,7 @@ question the short answer is an exact span of one of them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -110,6 +111,33 @@ def _embed_missing(
     return shortlist
 
 
+def prepare(
+    index: LoadedIndex,
+    question: str,
+    query_vector: np.ndarray,
+    candidates: list[Candidate],
+    settings: Settings,
+    cache: SentenceCache,
+    period: tuple[date, date] | None = None,
+    keep: Callable[[CandidateSentence], bool] | None = None,
+) -> tuple[Question, list[CandidateSentence]]:
+    """The question as the reader sees it and its candidate sentences with their features (``keep`` filters
+    them first, e.g. to leave held-out articles out of training). Shared by :func:`compose`, the reader's
+    training (``reading.train``) and the offline comparison (``eval.reader_study``)."""
+    words = content_words(question)
+    sentences = candidate_sentences(index, candidates, settings.answer_passages, words)
+    if keep is not None:
+        sentences = [s for s in sentences if keep(s)]
+    asked = Question(question, query_vector, question_kind(question), period)
+    if not sentences:
+        return asked, []
+    sentences = _embed_missing(index, sentences, words, settings.answer_dense_sentences, cache)
+    for sentence in sentences:
+        sentence.features = cheap_features(asked, words, sentence, index.bm25.idf)
+    focus_features(words, sentences)
+    return asked, sentences
+
+
 def compose(
     question: str,
     query_vector: np.ndarray,
@@ -120,15 +148,9 @@ def compose(
     reader: Reader,
     period: tuple[date, date] | None = None,
 ) -> Composed:
-    question_words = content_words(question)
-    sentences = candidate_sentences(index, candidates, settings.answer_passages, question_words)
+    asked, sentences = prepare(index, question, query_vector, candidates, settings, cache, period)
     if not sentences:
         return Composed([], [], related_articles(index, candidates), True, 0.0)
-    sentences = _embed_missing(index, sentences, question_words, settings.answer_dense_sentences, cache)
-    asked = Question(question, query_vector, question_kind(question), period)
-    for sentence in sentences:
-        sentence.features = cheap_features(asked, question_words, sentence, index.bm25.idf)
-    focus_features(question_words, sentences)
     ranked = reader.read(asked, sentences)
     best = ranked[0]
     confidence, coverage, dense = best.score, best.passage_coverage, best.features.get("dense", 0.0)

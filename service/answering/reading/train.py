@@ -32,11 +32,11 @@ import numpy as np
 from scipy.optimize import minimize
 
 from index.settings import get_settings
-from service.answering.answer import _embed_missing, candidate_sentences
+from service.answering.answer import prepare
 from service.answering.engine import Engine
 from service.answering.reading import entities as ner
-from service.answering.reading.base import Question
-from service.answering.reading.features import FEATURES, cheap_features, content_words, entity_features, focus_features
+from service.answering.reading.base import CandidateSentence, Question
+from service.answering.reading.features import FEATURES, entity_features
 from service.answering.reading.kinds import question_kind
 from service.answering.reading.scorer import FeatureReader, ReaderWeights, save_weights
 from service.answering.schemas import Filters
@@ -151,25 +151,32 @@ def cloze_questions(engine: Engine, train: set[str], limit: int, rng: random.Ran
     return out
 
 
+def example_candidates(
+    engine: Engine, example: Example, held_out: set[str]
+) -> tuple[Question, list[CandidateSentence]]:
+    """A training question's candidates, with features, from the real retrieval (held-out articles left out);
+    none when its answer is not among them."""
+    candidates, _, vector = engine._retrieve(engine.index, example.question, 10, Filters(), dt.date.today(), None)
+    asked, sentences = prepare(
+        engine.index,
+        example.question,
+        vector,
+        candidates,
+        engine.settings,
+        engine.sentence_cache,
+        keep=lambda s: s.article_id not in held_out,
+    )
+    if not any((s.article_id, s.start) in example.positives for s in sentences):
+        return asked, []
+    return asked, sentences
+
+
 def featurize(engine: Engine, examples: list[Example], held_out: set[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    index = engine.index
     rows, labels, groups = [], [], []
-    settings = engine.settings
     for number, example in enumerate(examples):
-        candidates, _, vector = engine._retrieve(index, example.question, 10, Filters(), dt.date.today(), None)
-        words = content_words(example.question)
-        sentences = [
-            s
-            for s in candidate_sentences(index, candidates, settings.answer_passages, words)
-            if s.article_id not in held_out
-        ]
-        if not any((s.article_id, s.start) in example.positives for s in sentences):
+        asked, sentences = example_candidates(engine, example, held_out)
+        if not sentences:
             continue
-        sentences = _embed_missing(index, sentences, words, settings.answer_dense_sentences, engine.sentence_cache)
-        asked = Question(example.question, vector, example.kind)
-        for s in sentences:
-            s.features = cheap_features(asked, words, s, index.bm25.idf)
-        focus_features(words, sentences)
         # the service reads a shortlist: train on the candidates a first pass ranks high (and the answers)
         first_pass = FeatureReader(None).read(asked, sentences)
         sentences = [

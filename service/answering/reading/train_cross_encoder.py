@@ -44,13 +44,15 @@ def build_pairs(
     """(question, candidate sentence, label) pairs from the train split, with counts for the report.
 
     ``questions``: stop after that many usable questions, taken in a seeded shuffle of all of them."""
-    from service.answering.answer import _embed_missing, candidate_sentences
     from service.answering.engine import Engine
-    from service.answering.reading.base import Question
-    from service.answering.reading.features import cheap_features, content_words, focus_features
     from service.answering.reading.scorer import FeatureReader
-    from service.answering.reading.train import cloze_questions, dev_articles, heading_questions, held_out_by_hash
-    from service.answering.schemas import Filters
+    from service.answering.reading.train import (
+        cloze_questions,
+        dev_articles,
+        example_candidates,
+        heading_questions,
+        held_out_by_hash,
+    )
 
     settings = get_settings().model_copy(update={"reader": "features-untrained"})
     engine = Engine(settings=settings, index_root=index_root)
@@ -71,20 +73,9 @@ def build_pairs(
     for example in order:
         if questions is not None and sum(used.values()) >= questions:
             break
-        candidates, _, vector = engine._retrieve(index, example.question, 10, Filters(), dt.date.today(), None)
-        words = content_words(example.question)
-        sentences = [
-            s
-            for s in candidate_sentences(index, candidates, settings.answer_passages, words)
-            if s.article_id not in held_out
-        ]
-        if not any((s.article_id, s.start) in example.positives for s in sentences):
+        asked, sentences = example_candidates(engine, example, held_out)
+        if not sentences:
             continue
-        sentences = _embed_missing(index, sentences, words, settings.answer_dense_sentences, engine.sentence_cache)
-        asked = Question(example.question, vector, example.kind)
-        for s in sentences:
-            s.features = cheap_features(asked, words, s, index.bm25.idf)
-        focus_features(words, sentences)
         ranked = first.read(asked, sentences)
         positives = [s for s in ranked if (s.article_id, s.start) in example.positives]
         negatives = [s for s in ranked if (s.article_id, s.start) not in example.positives]
