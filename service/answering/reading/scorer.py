@@ -69,9 +69,12 @@ def load_weights(directory: Path) -> ReaderWeights | None:
 
 
 class FeatureReader:
-    """Scores every candidate on the cheap features, then the best ``shortlist`` again with entity evidence."""
+    """Scores every candidate on the cheap features, then the best ``shortlist`` again with entity evidence.
 
-    def __init__(self, weights: ReaderWeights | None = None, shortlist: int = 8) -> None:
+    NER costs 2-3 ms a sentence here, most of a new question's reading time; a shortlist of 5 reads the dev sets
+    exactly as 8 does (same accuracy on seed, news, news-switch and RealTimeQA)."""
+
+    def __init__(self, weights: ReaderWeights | None = None, shortlist: int = 5) -> None:
         self.weights = weights or UNTRAINED
         self.name = "features-trained" if weights is not None else "features"
         self.shortlist = shortlist
