@@ -1,8 +1,10 @@
 """The reading stage: which candidate sentences answer the question, how sure that is, and the short answer.
 
 ``base`` holds the interface (:class:`Reader`), ``kinds`` what a question asks for, ``features`` the evidence
-per sentence, ``entities`` spaCy's named entities, ``scorer`` the default (trained) reader, ``short_answer``
-the exact answer span, ``train`` how ``make reader`` builds the weights from the corpus.
+per sentence, ``entities`` spaCy's named entities, ``scorer`` the default feature reader (hand-set weights, or
+trained ones), ``short_answer`` the exact answer span, ``train`` how ``make reader`` fits weights on questions the
+corpus holds, ``llm`` / ``llm_model`` the opt-in LLM reader, ``cross_encoder`` / ``train_cross_encoder`` a measured
+experiment that read worse (not offered by :func:`make_reader`).
 """
 
 from __future__ import annotations
