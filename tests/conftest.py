@@ -9,8 +9,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from service.answering.schemas import Answer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -78,6 +82,33 @@ def postgres():
     server = PostgresServer(bin_dir).start()
     yield server
     server.stop()
+
+
+def make_answer(question: str, text: str = "An answer. [1]", article_id: str = "a1", quote: str = "A quote.") -> Answer:
+    """A small stored answer with one cited quote, for conversation-store tests."""
+    from datetime import date
+
+    from service.answering.schemas import Answer, Quote, Source
+
+    return Answer(
+        question=question,
+        standalone_question=question,
+        answer=text,
+        sources=[
+            Source(
+                n=1,
+                article_id=article_id,
+                chunk_id=1,
+                title="A title",
+                quotes=[Quote(text=quote, start=5, end=5 + len(quote))],
+                passage=quote,
+                passage_start=5,
+                passage_end=5 + len(quote),
+            )
+        ],
+        as_of=date(2024, 1, 1),
+        index_version="v1",
+    )
 
 
 @contextmanager

@@ -10,10 +10,10 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
 
 import pytest
+from conftest import make_answer
 
 from index.tokens import count_tokens
 from service.answering.conversations import (
@@ -26,31 +26,8 @@ from service.answering.conversations import (
     new_conversation_id,
     open_store,
 )
-from service.answering.schemas import Answer, Quote, Source
 
 Opener = Callable[..., ConversationStore]
-
-
-def make_answer(question: str, text: str = "An answer. [1]", article_id: str = "a1", quote: str = "A quote.") -> Answer:
-    return Answer(
-        question=question,
-        standalone_question=question,
-        answer=text,
-        sources=[
-            Source(
-                n=1,
-                article_id=article_id,
-                chunk_id=1,
-                title="A title",
-                quotes=[Quote(text=quote, start=5, end=5 + len(quote))],
-                passage=quote,
-                passage_start=5,
-                passage_end=5 + len(quote),
-            )
-        ],
-        as_of=date(2024, 1, 1),
-        index_version="v1",
-    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -9,12 +9,11 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import running_server
+from conftest import make_answer, running_server
 
 from index.settings import Settings
 from service.answering.conversations import (
@@ -24,29 +23,7 @@ from service.answering.conversations import (
     new_conversation_id,
     valid_conversation_id,
 )
-from service.answering.schemas import Answer, ChatRequest, Quote, Source
-
-
-def make_answer(question: str, text: str = "An answer. [1]", article_id: str = "a1", quote: str = "A quote.") -> Answer:
-    return Answer(
-        question=question,
-        standalone_question=question,
-        answer=text,
-        sources=[
-            Source(
-                n=1,
-                article_id=article_id,
-                chunk_id=1,
-                title="A title",
-                quotes=[Quote(text=quote, start=5, end=5 + len(quote))],
-                passage=quote,
-                passage_start=5,
-                passage_end=5 + len(quote),
-            )
-        ],
-        as_of=date(2024, 1, 1),
-        index_version="v1",
-    )
+from service.answering.schemas import ChatRequest
 
 
 @pytest.fixture
