@@ -1,6 +1,8 @@
 """Named entities of candidate sentences, from spaCy's English pipeline (``en_core_web_sm``, the packaged copy).
 
-Only the tokenizer, ``tok2vec`` and ``ner`` run (about 1-2 ms a sentence on these cores); results are cached by
+Only the tokenizer and ``ner`` run: the small pipeline's ``ner`` has its own embedding layer, so the shared
+``tok2vec`` (for the tagger and parser) is left out too, which gives the same entities a quarter faster (2.4 vs
+3.2 ms a sentence on these cores, measured on 200 corpus sentences); results are cached by
 sentence text, so they survive index reloads. The pipeline is loaded on first use; where it is not installed,
 :func:`available` is False and readers work without entity evidence.
 """
@@ -46,7 +48,7 @@ def _pipeline() -> Any:
     global _nlp
     if _nlp is None:
         spacy = _import_spacy()
-        _nlp = spacy.load(PIPELINE, exclude=["parser", "lemmatizer", "senter", "attribute_ruler", "tagger"])
+        _nlp = spacy.load(PIPELINE, exclude=["parser", "lemmatizer", "senter", "attribute_ruler", "tagger", "tok2vec"])
         log.info("loaded %s (%s)", PIPELINE, ", ".join(_nlp.pipe_names))
     return _nlp
 
