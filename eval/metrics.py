@@ -188,6 +188,74 @@ def answer_correct(answer: str, answer_any: Sequence[str], abstained: bool, unan
     return not abstained and contains_any(strip_markers(answer), answer_any)
 
 
+# Words that do not make a short answer by themselves: a short answer made only of these (and of one-character
+# tokens) matches no expected string by being inside it ("the" in "The Hague", "of" in "Bank of America").
+SHORT_STOPWORDS = frozenset({"a", "an", "the", "of", "and", "or", "in", "on", "at", "to", "for", "by", "with", "from"})
+_TOKEN = re.compile(r"[^\W_]+")  # a run of letters and digits
+
+
+def _inside_as_words(short: str, expected: str) -> bool:
+    """``short`` occurs in ``expected`` bounded on both sides: the neighbouring characters are not letters or
+    digits, and a number is not cut out of a longer one (a ``.`` or ``,`` between two digits joins them, so
+    "900" is not inside "1,900" nor "3" inside "$3.3 billion")."""
+    start = expected.find(short)
+    while start != -1:
+        end = start + len(short)
+        before = expected[start - 1] if start > 0 else ""
+        after = expected[end] if end < len(expected) else ""
+        joined_before = before in ".," and start > 1 and expected[start - 2].isdigit() and short[0].isdigit()
+        joined_after = after in ".," and end + 1 < len(expected) and expected[end + 1].isdigit() and short[-1].isdigit()
+        if not before.isalnum() and not after.isalnum() and not joined_before and not joined_after:
+            return True
+        start = expected.find(short, start + 1)
+    return False
+
+
+def short_answer_correct(
+    short: str | None, answer_any: Sequence[str], abstained: bool, unanswerable: bool
+) -> bool | None:
+    """Whether the short answer (the few words shown first, "Answer: 371 days [1]") is right.
+
+    None when there is nothing to judge: a question the corpus cannot answer, an abstention, no answer strings,
+    or no short answer given. Otherwise, with both sides normalized (``normalize``: case and runs of whitespace
+    ignored), True when either
+
+    * the short answer contains one of ``answer_any`` ("371 days" for "371"; ``contains_any``), or
+    * one of ``answer_any`` contains the short answer as whole words ("Kimmel" for "Jimmy Kimmel", "371" for
+      "371 days"): bounded on both sides by the string's ends or by characters that are not letters or digits,
+      without cutting a number out of a longer one ("3" is not inside "$3.3 billion", "900" not inside "1,900"),
+      and only when the short answer holds at least one token (a run of letters and digits) of two or more
+      characters that is not one of ``SHORT_STOPWORDS`` (a, an, the, of, and, or, in, on, at, to, for, by, with,
+      from), so that "the" or "3" alone matches nothing that way;
+
+    else False.
+    """
+    wanted = [normalize(text) for text in answer_any if text.strip()]
+    if unanswerable or abstained or not wanted or short is None or not short.strip():
+        return None
+    if contains_any(short, wanted):
+        return True
+    said = normalize(short)
+    if not any(len(token) >= 2 and token not in SHORT_STOPWORDS for token in _TOKEN.findall(said)):
+        return False
+    return any(_inside_as_words(said, text) for text in wanted)
+
+
+def short_answer_coverage(
+    short_given: Sequence[bool], correct: Sequence[bool | None], unanswerable: Sequence[bool]
+) -> float | None:
+    """Short-answer coverage: of the turns on questions the corpus can answer whose answer is right
+    (``answer_correct`` True, so answered, not abstained), the share that carried a short answer at all; None
+    without such turns.
+
+    Questions that are not factual (why, how) get no short answer by design, so on a mixed question set this
+    stays below 1 even when every factual answer leads with one.
+    """
+    if not len(short_given) == len(correct) == len(unanswerable):
+        raise ValueError("short_given, correct and unanswerable differ in length")
+    return mean(g for g, c, u in zip(short_given, correct, unanswerable, strict=True) if c and not u)
+
+
 def answered_precision(correct: Sequence[bool | None], abstained: Sequence[bool]) -> float | None:
     """Of the turns answered (not abstained), the share answered right; an answer to a question the corpus
     cannot answer is wrong (``answer_correct`` is False there). Turns with nothing to compare (None) are skipped;

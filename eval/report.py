@@ -1,8 +1,9 @@
 """The evaluation report: ``report.json`` (the full record), ``report.md`` (for people) and ``report.png``.
 
 The picture puts the answers beside retrieval, so that a good Hits@k cannot hide wrong answers: answer
-accuracy, answered precision, abstention precision and recall (on the unanswerable items) and citation
-support, split into first turns and follow-ups, next to the Hits@k curves and the latency histogram.
+accuracy, short answer accuracy and coverage (the few words a factual answer leads with), answered precision,
+abstention precision and recall (on the unanswerable items) and citation support, split into first turns and
+follow-ups, next to the Hits@k curves and the latency histogram.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ WORST_ITEMS = 15
 # the answer figures plotted, as (Metrics field, label)
 ANSWER_FIGURES = (
     ("answer_accuracy", "answer\naccuracy"),
+    ("short_answer_accuracy", "short ans.\naccuracy"),
+    ("short_answer_coverage", "short ans.\ncoverage"),
     ("answered_precision", "answered\nprecision"),
     ("abstention_precision", "abstention\nprecision"),
     ("abstention_recall", "abstention\nrecall"),
@@ -150,6 +153,9 @@ def _render_turn(turn: TurnRecord, k: int) -> list[str]:
         return out
     answer = "(abstained) " + turn.answer if turn.abstained else turn.answer
     out.append(f"   - answer: {_cell(answer)}")
+    if turn.short_answer is not None:
+        verdict = {True: "right", False: "wrong", None: "not judged"}[turn.short_answer_correct]
+        out.append(f"   - short answer: {_cell(turn.short_answer, 100)} ({verdict})")
     if turn.hit_at_1 is not None:
         where = f"first hit at rank {turn.first_hit_rank}" if turn.first_hit_rank else f"no hit in top {k}"
         out.append(f"   - retrieval: {where}")

@@ -9,6 +9,11 @@ Each item is asked as a user would: the turns of a multi-turn item go through ch
 a one-turn item goes through ask (or chat, with ``one_turn="chat"``). The item's ``date`` is sent as
 ``as_of``. Every follow-up that has a ``standalone`` form is also asked fresh (through ask) in that form,
 to measure what the conversation costs retrieval (``followup_hits@5`` against ``standalone_hits@5``).
+
+The short answer a factual answer leads with (``Answer.short_answer``, read from the API's JSON over HTTP) is
+scored apart from the answer: ``short_answer_accuracy`` is the share right of the short answers there is
+something to judge against (``metrics.short_answer_correct``), ``short_answer_coverage`` the share of the
+right answers (on answerable questions) that led with a short answer at all.
 """
 
 from __future__ import annotations
@@ -206,6 +211,10 @@ class TurnRecord(BaseModel):
     hit_at_10: float | None = None
     reciprocal_rank: float | None = None
     answer_correct: bool | None = None
+    short_answer: str | None = Field(default=None, description="The short answer's text, None without one.")
+    short_answer_correct: bool | None = Field(
+        default=None, description="None with nothing to judge (see metrics.short_answer_correct)."
+    )
     citation_valid: bool | None = None
     citation_problems: list[str] = Field(default_factory=list)
     citation_support: float | None = None
@@ -242,6 +251,13 @@ class Metrics(BaseModel):
     hits_at_10: float | None = Field(default=None, alias="hits@10")
     mrr_at_10: float | None = Field(default=None, alias="mrr@10")
     answer_accuracy: float | None = None
+    short_answer_accuracy: float | None = Field(
+        default=None, description="Of the short answers there was something to judge against, the share right."
+    )
+    short_answer_coverage: float | None = Field(
+        default=None,
+        description="Of the right answers on answerable questions, the share that led with a short answer at all.",
+    )
     answered_precision: float | None = Field(default=None, description="Of the answers given, the share right.")
     citation_validity: float | None = None
     citation_support: float | None = None
@@ -297,6 +313,7 @@ def score_turn(
     cited = metrics.cited_sources(answer.answer, answer.sources)
     check = metrics.check_citations(answer.answer, answer.sources, article_text, answer.abstained)
     expected = [*turn.evidence, *turn.answer_any]
+    short = answer.short_answer.text if answer.short_answer is not None else None
     return TurnRecord(
         turn=position,
         question=turn.question,
@@ -331,6 +348,8 @@ def score_turn(
             for p in passages
         ],
         answer_correct=metrics.answer_correct(answer.answer, turn.answer_any, answer.abstained, unanswerable),
+        short_answer=short,
+        short_answer_correct=metrics.short_answer_correct(short, turn.answer_any, answer.abstained, unanswerable),
         citation_valid=check.valid,
         citation_problems=check.problems,
         citation_support=metrics.citation_support(cited, turn.evidence, turn.answer_any),
@@ -452,6 +471,12 @@ def summarize(pairs: Sequence[tuple[ItemRecord, TurnRecord]]) -> Metrics:
         "hits@10": metrics.mean(turn.hit_at_10 for turn in turns),
         "mrr@10": metrics.mean(turn.reciprocal_rank for turn in turns),
         "answer_accuracy": metrics.mean(turn.answer_correct for turn in turns),
+        "short_answer_accuracy": metrics.mean(turn.short_answer_correct for turn in turns),
+        "short_answer_coverage": metrics.short_answer_coverage(
+            [turn.short_answer is not None for turn in turns],
+            [turn.answer_correct for turn in turns],
+            [item.unanswerable for item, _ in pairs],
+        ),
         "answered_precision": metrics.answered_precision(
             [turn.answer_correct for turn in answered], [turn.abstained for turn in answered]
         ),

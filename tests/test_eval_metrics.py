@@ -149,6 +149,51 @@ def test_answer_accuracy() -> None:
     assert metrics.answer_correct("Anything.", [], False, False) is None
 
 
+@pytest.mark.parametrize(
+    ("short", "answer_any", "right"),
+    [
+        ("Kimmel", ["Jimmy Kimmel"], True),  # a part of the expected name, as whole words
+        ("Jimmy Kimmel", ["Kimmel"], True),  # the expected string inside the short answer
+        ("371", ["371 days"], True),
+        ("371 days", ["371"], True),
+        ("37", ["371 days"], False),  # not a whole word of it
+        ("3", ["$3.3 billion"], False),  # one character, and cut out of a longer number
+        ("3.3 billion", ["$3.3 billion"], True),
+        ("900", ["1,900"], False),  # a number is not cut out of a longer one
+        ("the", ["The Hague"], False),  # an article alone matches nothing
+        ("of the", ["Bank of the West"], False),
+        ("The  HAGUE", ["the hague"], True),  # case and whitespace ignored
+        ("Two hours,\nzero minutes and 35 seconds", ["two hours, zero minutes and 35 seconds"], True),
+        ("35 seconds", ["two hours, zero minutes and 35 seconds"], True),
+        ("5 seconds", ["two hours, zero minutes and 35 seconds"], False),
+        ("two hours", ["2:01:09"], False),
+        ("Sainz", ["Lando Norris", "Carlos Sainz"], True),  # any one of the answer strings
+    ],
+)
+def test_short_answer_correct(short: str, answer_any: list[str], right: bool) -> None:
+    assert metrics.short_answer_correct(short, answer_any, abstained=False, unanswerable=False) is right
+
+
+def test_a_short_answer_with_nothing_to_judge() -> None:
+    assert metrics.short_answer_correct("371", ["371"], abstained=False, unanswerable=True) is None
+    assert metrics.short_answer_correct("371", ["371"], abstained=True, unanswerable=False) is None
+    assert metrics.short_answer_correct("371", [], abstained=False, unanswerable=False) is None
+    assert metrics.short_answer_correct(None, ["371"], abstained=False, unanswerable=False) is None
+    assert metrics.short_answer_correct("  ", ["371"], abstained=False, unanswerable=False) is None
+
+
+def test_short_answer_coverage() -> None:
+    # right answers to answerable questions: with a short answer, without, with; a right abstention on an
+    # unanswerable question and the wrong or unjudged answers do not count
+    given = [True, False, True, False, True, True]
+    correct = [True, True, True, True, False, None]
+    unanswerable = [False, False, False, True, False, False]
+    assert metrics.short_answer_coverage(given, correct, unanswerable) == pytest.approx(2 / 3)
+    assert metrics.short_answer_coverage([True], [False], [False]) is None
+    with pytest.raises(ValueError):
+        metrics.short_answer_coverage([True], [True, False], [False])
+
+
 def test_abstention_precision_and_recall() -> None:
     result = metrics.abstention([True, True, False, False, True], [True, False, True, False, True])
     assert result.precision == pytest.approx(2 / 3)

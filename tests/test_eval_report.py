@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import running_server
 from PIL import Image
-from test_eval_runner import E2E_QUESTIONS, ITEMS, ScriptedBackend
+from test_eval_runner import E2E_QUESTIONS, ITEMS, SHORT_ITEMS, ScriptedBackend
 
 from eval import metrics, report, runner
 from service.answering.schemas import ChatAnswer, ChatRequest
@@ -55,6 +55,24 @@ def test_first_turns_and_follow_ups_are_apart(tmp_path: Path) -> None:
     assert "| answered_precision |" in markdown.split("## First turns")[0]  # in the summary table too
     with Image.open(tmp_path / report.REPORT_PNG) as image:
         assert image.size == (1600, 500)  # three panels: retrieval, answers, latency
+
+
+def test_the_short_answer_figures_are_shown_beside_answer_accuracy(tmp_path: Path) -> None:
+    run = runner.evaluate(ITEMS + SHORT_ITEMS, Backend(), k=10, progress=False)
+    report.write_report(run, tmp_path)
+    markdown = (tmp_path / report.REPORT_MD).read_text()
+    summary, rest = markdown.split("## First turns and follow-ups")
+    rows = [line.split(" | ")[0].strip("| ") for line in summary.splitlines() if line.startswith("| ")]
+    at = rows.index("answer_accuracy")
+    assert rows[at + 1 : at + 3] == ["short_answer_accuracy", "short_answer_coverage"]
+    # all turns, then the groups answerable, unanswerable, follow-up
+    assert "| short_answer_accuracy | 0.667 | 0.667 | – | – |" in summary
+    assert "| short_answer_coverage | 0.500 | 0.500 | – | – |" in summary  # no right follow-up
+    # first turns (the four short-answer items among them), follow-ups (the conversation's second turn: wrong)
+    assert "| short_answer_accuracy | 0.667 | – |" in rest and "| short_answer_coverage | 0.500 | – |" in rest
+    assert "- short answer: Pashinyan (right)" in rest  # its answer is wrong, so it is among the worst items
+    data = json.loads((tmp_path / report.REPORT_JSON).read_text())
+    assert data["summary"]["groups"]["answerable"]["short_answer_accuracy"] == pytest.approx(2 / 3, abs=1e-4)
 
 
 def test_plot_draws_the_answer_figures_beside_retrieval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

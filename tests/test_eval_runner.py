@@ -11,7 +11,16 @@ from conftest import SEED_QUESTION
 
 from eval import runner
 from eval.questions import QuestionItem, Turn, parse_lines
-from service.answering.schemas import Answer, AskRequest, ChatAnswer, ChatRequest, Passage, Quote, Source
+from service.answering.schemas import (
+    Answer,
+    AskRequest,
+    ChatAnswer,
+    ChatRequest,
+    Passage,
+    Quote,
+    ShortAnswer,
+    Source,
+)
 
 ARTICLE = (
     "Pashinyan said the systems of external security are ineffective. "
@@ -25,6 +34,8 @@ SUMMARY_KEYS = {
     "hits@10",
     "mrr@10",
     "answer_accuracy",
+    "short_answer_accuracy",
+    "short_answer_coverage",
     "citation_validity",
     "citation_support",
     "citation_support_answerable",
@@ -41,8 +52,11 @@ def _passage(rank: int, text: str) -> Passage:
     return Passage(rank=rank, chunk_id=rank, article_id="a1", title="t", text=text, start=0, end=0, score=1.0 / rank)
 
 
-def _answer(question: str, sentence: str | None, passages: list[str], as_of: date | None) -> Answer:
-    """An answer quoting ``sentence`` of ARTICLE with citation [1], or an abstention when it is None."""
+def _answer(
+    question: str, sentence: str | None, passages: list[str], as_of: date | None, short: str | None = None
+) -> Answer:
+    """An answer quoting ``sentence`` of ARTICLE with citation [1], or an abstention when it is None; ``short``:
+    the short answer it leads with, a span of ``sentence``."""
     sources, text = [], "The articles do not say."
     if sentence is not None:
         start = ARTICLE.index(sentence)
@@ -60,10 +74,18 @@ def _answer(question: str, sentence: str | None, passages: list[str], as_of: dat
             )
         ]
         text = f"{sentence} [1]"
+    short_answer = None
+    if short is not None:
+        assert sentence is not None and short in sentence
+        start = ARTICLE.index(sentence) + sentence.index(short)
+        short_answer = ShortAnswer(
+            text=short, source=1, article_id="a1", start=start, end=start + len(short), kind="number"
+        )
     return Answer(
         question=question,
         standalone_question=question,
         answer=text,
+        short_answer=short_answer,
         sources=sources,
         passages=[_passage(rank, p) for rank, p in enumerate(passages, start=1)],
         abstained=sentence is None,
@@ -84,6 +106,15 @@ SCRIPT: dict[str, tuple[str | None, list[str]]] = {
     "How many peacekeepers?": ("Pashinyan said the systems of external security are ineffective.", [FILLER, ARTICLE]),
     "What was Armenia's GDP growth?": (None, [FILLER]),
 }
+PEACEKEEPERS = "About 1,900 Russian peacekeepers were there."
+MOSCOW = "Moscow said Pashinyan was trying to absolve himself."
+SHORT_SCRIPT: dict[str, tuple[str, str | None]] = {
+    # question -> (sentence answered with, short answer it leads with); ARTICLE is the only passage
+    "How many Russian peacekeepers were there?": (PEACEKEEPERS, "1,900"),
+    "How many peacekeepers were there, roughly?": (PEACEKEEPERS, "900"),  # cut out of "1,900": wrong
+    "Who called the security systems ineffective?": (SCRIPT["What did Pashinyan say?"][0], "Pashinyan"),
+    "What did Moscow say?": (MOSCOW, None),
+}
 
 
 class ScriptedBackend:
@@ -98,6 +129,9 @@ class ScriptedBackend:
         self.requests.append(request)
         if request.question == "boom":
             raise RuntimeError("engine exploded")
+        if request.question in SHORT_SCRIPT:
+            sentence, short = SHORT_SCRIPT[request.question]
+            return _answer(request.question, sentence, [ARTICLE], request.as_of, short)
         sentence, passages = SCRIPT[request.question]
         return _answer(request.question, sentence, passages, request.as_of)
 
@@ -205,6 +239,55 @@ def test_summary_figures_on_a_scripted_run(tmp_path: Path) -> None:
     assert (tmp_path / runner.REPORT_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+SHORT_ITEMS = [
+    QuestionItem(
+        id="short-right",
+        turns=[Turn(question="How many Russian peacekeepers were there?", answer_any=["1,900"])],
+    ),
+    QuestionItem(
+        id="short-wrong",
+        turns=[Turn(question="How many peacekeepers were there, roughly?", answer_any=["1,900"])],
+    ),
+    QuestionItem(
+        id="short-only",  # the answer lacks the full name, its short answer is a whole word of it
+        turns=[Turn(question="Who called the security systems ineffective?", answer_any=["Nikol Pashinyan"])],
+    ),
+    QuestionItem(id="no-short", turns=[Turn(question="What did Moscow say?", answer_any=["absolve"])]),
+]
+
+
+def test_the_short_answer_is_scored_apart_from_the_answer(tmp_path: Path) -> None:
+    from eval.cli import format_summary
+
+    report = runner.evaluate(ITEMS + SHORT_ITEMS, ScriptedBackend(), k=10, progress=False)
+    turns = {item.id: item.turns[0] for item in report.items}
+    right, wrong, only, none = (turns[i] for i in ("short-right", "short-wrong", "short-only", "no-short"))
+    assert (right.short_answer, right.answer_correct, right.short_answer_correct) == ("1,900", True, True)
+    assert (wrong.short_answer, wrong.answer_correct, wrong.short_answer_correct) == ("900", True, False)
+    assert (only.short_answer, only.answer_correct, only.short_answer_correct) == ("Pashinyan", False, True)
+    assert (none.short_answer, none.answer_correct, none.short_answer_correct) == (None, True, None)
+    assert turns["gdp"].short_answer_correct is None and turns["gdp"].answer_correct is True
+    s = report.summary
+    assert s.short_answer_accuracy == pytest.approx(2 / 3, abs=1e-4)  # right, wrong, right; the rest not judged
+    # right answers to answerable questions: the conversation's first turn, short-right, short-wrong and no-short;
+    # two of them led with a short answer (the right abstention on GDP does not count)
+    assert s.short_answer_coverage == 0.5
+    assert s.groups["answerable"].short_answer_coverage == 0.5
+    assert s.groups["unanswerable"].short_answer_accuracy is None
+    assert s.groups["unanswerable"].short_answer_coverage is None
+
+    runner.write_report(report, tmp_path)
+    data = json.loads((tmp_path / runner.REPORT_JSON).read_text())
+    assert data["summary"]["short_answer_accuracy"] == s.short_answer_accuracy
+    assert data["summary"]["short_answer_coverage"] == 0.5
+    saved = {item["id"]: item["turns"][0] for item in data["items"]}
+    assert saved["short-wrong"]["short_answer"] == "900" and saved["short-wrong"]["short_answer_correct"] is False
+    lines = format_summary(data["summary"]).splitlines()
+    keys = [line.split()[0] for line in lines]
+    assert keys.index("short_answer_accuracy") == keys.index("answer_accuracy") + 1  # printed next to it
+    assert lines[keys.index("short_answer_coverage")].split()[1:] == ["0.500"]
+
+
 # ------------------------------------------------------------------------------------------ end to end
 
 E2E_QUESTIONS = [
@@ -266,6 +349,8 @@ def test_runner_in_process_on_the_seed_index(seed_index: Path, encoder, tmp_path
     first = data["items"][0]["turns"][0]
     assert first["answer"] and first["passages"] and "citation_valid" in first
     assert report.summary.citation_validity == 1.0  # the engine's quotes are the article text at their spans
+    peacekeepers = conversation["turns"][0]  # a number question: the answer leads with the number
+    assert "1,900" in peacekeepers["short_answer"] and peacekeepers["short_answer_correct"] is True
     assert (out / runner.REPORT_MD).read_text().startswith("# Byline evaluation")
     assert (out / runner.REPORT_PNG).stat().st_size > 1000
 
@@ -295,3 +380,7 @@ def test_runner_over_http_gives_the_same_answers(seed_index: Path, encoder, tmp_
         assert (a.conversation_id is None) == (b.conversation_id is None)
         for x, y in zip(a.turns, b.turns, strict=True):
             assert (x.answer, x.first_hit_rank, x.searched) == (y.answer, y.first_hit_rank, y.searched)
+            assert (x.short_answer, x.short_answer_correct) == (y.short_answer, y.short_answer_correct)
+    assert any(turn.short_answer for item in over_http.items for turn in item.turns)  # read from the JSON
+    assert over_http.summary.short_answer_accuracy == in_process.summary.short_answer_accuracy
+    assert over_http.summary.short_answer_coverage == in_process.summary.short_answer_coverage
