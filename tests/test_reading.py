@@ -11,7 +11,7 @@ from ingest.headings import heading_spans
 from ingest.sentences import split_sentences
 from service.answering.reading import CandidateSentence, Question, make_reader
 from service.answering.reading import entities as ner
-from service.answering.reading.kinds import question_kind
+from service.answering.reading.kinds import answer_entities, matches_kind, question_kind
 from service.answering.reading.scorer import FeatureReader, ReaderWeights, load_weights, save_weights
 from service.answering.reading.short_answer import short_answer
 from service.answering.schemas import AskRequest
@@ -76,6 +76,8 @@ def test_an_ingested_explainer_never_quotes_its_subheadings(tmp_path: Path, enco
         ("Which military alliance are Russia and Armenia both members of?", "organisation"),
         ("Why did Moscow summon the ambassador?", "reason"),
         ("What did Pashinyan tell CNN in June?", "thing"),
+        ("How old is he?", "age"),
+        ("What did Indonesian President Joko Widodo order after the crush?", "thing"),
     ],
 )
 def test_question_kinds(question: str, kind: str) -> None:
@@ -127,6 +129,39 @@ def test_short_answer_is_an_exact_span_of_the_sentence_in_the_article() -> None:
     assert span is not None and span.text == "371"
     assert article[span.start : span.end] == span.text
     assert short_answer(Question("Why did they return?", np.zeros(2), "reason"), [sentence]) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "label", "text", "fits"),
+    [
+        ("age", "CARDINAL", "23", True),  # "Kelvin Kiptum, 23, finished ..."
+        ("age", "DATE", "47-year-old", True),
+        ("age", "CARDINAL", "2,000", False),
+        ("age", "TIME", "zero minutes and 35 seconds", False),
+        ("number", "DATE", "six weeks", True),
+        ("number", "DATE", "five-year", True),
+        ("number", "DATE", "June", False),
+        ("number", "DATE", "2021", False),
+    ],
+)
+def test_typed_answers(kind: str, label: str, text: str, fits: bool) -> None:
+    assert matches_kind(kind, label, text) is fits
+
+
+def test_a_dateline_is_not_an_answer() -> None:
+    sentence = "WASHINGTON - Mike Pence dropped out of the race in Las Vegas on Saturday."
+    found = [(0, 10, "GPE"), (13, 23, "PERSON"), (51, 60, "GPE"), (64, 72, "DATE")]
+    picked = answer_entities("place", "Where did Mike Pence drop out?", sentence, found)
+    assert [sentence[s:e] for s, e, _ in picked] == ["Las Vegas"]
+
+
+@pytest.mark.skipif(not ner.available(), reason="spaCy's English pipeline is not installed")
+def test_a_who_question_is_answered_with_the_person_the_sentence_is_about() -> None:
+    text = "Max Verstappen held off the challenge of Carlos Sainz to triumph at the Canadian Grand Prix on Sunday."
+    span = short_answer(
+        Question("Who won the Canadian Grand Prix?", np.zeros(2), "person"), [candidate(text, 0, np.ones(2))]
+    )
+    assert span is not None and span.text == "Max Verstappen"
 
 
 def test_seed_answers_lead_with_a_cited_short_answer_and_unanswerable_questions_abstain(seed_index, encoder) -> None:

@@ -88,7 +88,9 @@ class ShortAnswer(BaseModel):
     article_id: str
     start: int = Field(description="Character offset in the article's cleaned text.")
     end: int
-    kind: str = Field(description="What the question asked for: number, date, person, place, organisation, thing.")
+    kind: str = Field(
+        description="What the question asked for: number, age, date, person, place, organisation or name."
+    )
 
 
 class AnswerSentence(BaseModel):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from index import bm25
 from service.answering.reading import entities as ner
 from service.answering.reading.base import CandidateSentence, Question
-from service.answering.reading.kinds import FACTUAL, matches_kind
+from service.answering.reading.kinds import FACTUAL, answer_entities
 
 _QUOTES = ('"', "“", "”")
 _SAYING = frozenset("say says said tell tells told call calls called describe described write wrote ask asked".split())
@@ -93,15 +93,9 @@ def entity_features(question: Question, candidates: list[CandidateSentence]) -> 
     factual = question.kind in FACTUAL
     if not (factual or question.period) or not candidates or not ner.available():
         return
-    asked = question.text.casefold()
     for candidate, found in zip(candidates, ner.entities([c.text for c in candidates]), strict=True):
         if factual:
-            new = [
-                e
-                for e in found
-                if matches_kind(question.kind, e[2], candidate.text[e[0] : e[1]])
-                and candidate.text[e[0] : e[1]].casefold() not in asked
-            ]
+            new = answer_entities(question.kind, question.text, candidate.text, found)
             candidate.features.update(kind_match=1.0 if new else 0.0, kind_missing=0.0 if new else 1.0)
         if question.period:
             years = [int(y) for e in found if e[2] == "DATE" for y in _YEAR.findall(candidate.text[e[0] : e[1]])]

@@ -8,13 +8,17 @@ finds them in candidate sentences.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-KINDS = ("number", "date", "person", "place", "organisation", "name", "thing", "reason", "manner")
-FACTUAL = frozenset({"number", "date", "person", "place", "organisation", "name"})
+Entity = tuple[int, int, str]  # start, end (offsets in the sentence), spaCy label
+
+KINDS = ("number", "age", "date", "person", "place", "organisation", "name", "thing", "reason", "manner")
+FACTUAL = frozenset({"number", "age", "date", "person", "place", "organisation", "name"})
 
 # Best first: a "how many" answer is a CARDINAL before it is a DATE ("371" before "this week").
 LABELS: dict[str, tuple[str, ...]] = {
     "number": ("CARDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "TIME", "ORDINAL"),
+    "age": ("DATE", "CARDINAL"),
     "date": ("DATE", "TIME"),
     "person": ("PERSON", "ORG"),
     "place": ("GPE", "LOC", "FAC"),
@@ -27,15 +31,42 @@ _UNITS = frozenset(
 )
 
 
+_NUMBER_WORDS = frozenset(
+    "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
+    "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand dozen".split()
+)
+_AGE = re.compile(r"\b\d{1,3}[- ]years?[- ]old\b|\bage[sd]? \d{1,3}\b", re.I)
+# A dateline ("WASHINGTON -", "LONDON (AP) —") names where the story was filed, not what it reports.
+_DATELINE = re.compile(r"^[A-Z][A-Z.,' ]*[A-Z.](?: \([^)]{1,40}\))?\s*[-\u2013\u2014]")
+
+
 def matches_kind(kind: str, label: str, text: str) -> bool:
     """Whether an entity (spaCy label, text) can answer a question of ``kind``. A number is a count, amount or
-    share, or a duration with its digits ("371 days"); a month name or a bare year is not a number."""
+    share, or a duration with its number ("371 days", "six weeks", "44-day"); a month name or a bare year is
+    not a number. An age is a bare number up to 120 ("Kiptum, 23,") or says so ("the 47-year-old")."""
     if label not in LABELS.get(kind, ()):
         return False
     if kind == "number" and label in ("DATE", "TIME"):
-        words = text.lower().split()
-        return any(w.isdigit() for w in words) and bool(_UNITS & set(words))
+        words = set(re.split(r"[\s-]+", text.lower()))
+        return any(w.isdigit() or w in _NUMBER_WORDS for w in words) and bool(_UNITS & words)
+    if kind == "age":
+        return bool(_AGE.search(text)) if label == "DATE" else text.isdigit() and 0 < int(text) <= 120
     return True
+
+
+def answer_entities(kind: str, question: str, sentence: str, found: Sequence[Entity]) -> list[Entity]:
+    """The entities of ``sentence`` that can answer a ``kind`` question: of a matching kind, not named in the
+    question already, and not in the sentence's dateline."""
+    asked = question.casefold()
+    dateline = _DATELINE.match(sentence)
+    after = dateline.end() if dateline else 0
+    return [
+        e
+        for e in found
+        if e[0] >= after
+        and matches_kind(kind, e[2], sentence[e[0] : e[1]])
+        and sentence[e[0] : e[1]].casefold() not in asked
+    ]
 
 
 _NUMBER_HOW = frozenset("many much old long far tall big large high fast often".split())
@@ -69,6 +100,8 @@ def question_kind(question: str) -> str:
             if after[0] == "much" and len(after) > 1 and after[1] in _AUXILIARIES:
                 # "How much does Armenia rely on Russia?" asks for a degree; "How much did it cost?" for a sum
                 return "number" if _PRICE_VERBS & set(words[i + 2 :]) else "manner"
+            if after[0] == "old":
+                return "age"
             if after[0] in _NUMBER_HOW:
                 return "number"
             return "manner"
@@ -81,6 +114,8 @@ def question_kind(question: str) -> str:
         if word == "why":
             return "reason"
         if word in ("what", "which"):
+            if after and after[0] in ("do", "does", "did"):
+                return "thing"  # "What did President Widodo order?" asks for an object, never the subject's noun
             for noun in after:
                 if noun == "name":
                     return "name"  # "What is the name of ...?" asks for a named thing, whatever it is
