@@ -124,7 +124,10 @@ def _engine(settings: Settings) -> Engine:
 
 
 def ask_run(args: argparse.Namespace) -> int:
+    from index.encoder import preload_encoder
     from service.loading import Loading
+
+    preload_encoder()  # the model loads while the engine's modules import
 
     with Loading("loading the index…"):
         from pydantic import ValidationError
@@ -212,8 +215,10 @@ CHAT_HELP = "Ask a question; follow up in your own words. /new starts a new conv
 
 
 def chat_run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    from index.encoder import preload_encoder
     from service.loading import Loading
 
+    preload_encoder()  # the model loads while the engine's modules import
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     loading = Loading("loading the index…")
