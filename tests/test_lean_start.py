@@ -68,6 +68,8 @@ def test_byline_ask_imports_no_torch_transformers_or_sentence_transformers(sampl
     assert {"onnxruntime", "tokenizers", "faiss", "bm25s"} <= packages  # the check sees what was imported
     heavy = {name: importtime_ms(result.stderr, name) for name in sorted(packages & set(HEAVY))}
     assert not heavy, f"imported (cumulative ms): {heavy}"
+    # a "when" question reads entities: spaCy is imported, but not the command line its package re-exports
+    assert "spacy" in packages and not packages & {"weasel", "jinja2"}, sorted(packages & {"weasel", "jinja2"})
 
 
 LOAD_AND_SEARCH = r"""

@@ -114,8 +114,7 @@ def parse(text: str, with_ner: bool = True) -> Any:
     global _nlp
     with _lock:
         if _nlp is None:
-            import spacy
-
+            spacy = ner.lean_spacy()
             _nlp = spacy.load(PIPELINE, exclude=["parser", "lemmatizer", "senter"])
             log.info("loaded %s for follow-ups (%s)", PIPELINE, ", ".join(_nlp.pipe_names))
         doc = _docs.get((text, with_ner))

@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import sys
 import threading
+import types
 from collections import OrderedDict
 from typing import Any
 
@@ -31,23 +32,43 @@ def available() -> bool:
     return importlib.util.find_spec(PIPELINE) is not None and importlib.util.find_spec("spacy") is not None
 
 
-def _import_spacy() -> Any:
-    """spaCy's thinc imports torch when it can (2-4 s here); the CPU pipeline never uses it, so hide it meanwhile."""
-    hide = "torch" not in sys.modules
-    if hide:
-        sys.modules["torch"] = None  # type: ignore[assignment]  # import torch -> ImportError, which thinc handles
+def lean_spacy() -> Any:
+    """spaCy, imported lean. Two of its imports are never used here: thinc imports torch when it can (2-4 s; the
+    CPU pipeline never uses it), and ``spacy/__init__`` imports its whole command line (weasel, requests, httpx,
+    rich, jinja2: ~0.18 s of its ~0.4 s) only to re-export ``spacy.info``. So torch is hidden meanwhile (thinc
+    handles the ImportError) and ``spacy.cli`` stands in as a stub whose ``info`` imports the real one on call;
+    both entries leave ``sys.modules`` afterwards, so a later ``import spacy.cli`` gets the real package."""
+    if "spacy" in sys.modules:
+        return sys.modules["spacy"]
+    hidden: dict[str, Any] = {}
+    if "torch" not in sys.modules:
+        hidden["torch"] = None  # import torch -> ImportError
+    if "spacy.cli" not in sys.modules:
+        cli, info = types.ModuleType("spacy.cli"), types.ModuleType("spacy.cli.info")
+        info.info = _real_info  # type: ignore[attr-defined]
+        cli.info = info  # type: ignore[attr-defined]
+        hidden |= {"spacy.cli": cli, "spacy.cli.info": info}
+    sys.modules.update(hidden)
     try:
         import spacy
     finally:
-        if hide:
-            del sys.modules["torch"]
+        for name in hidden:
+            sys.modules.pop(name, None)
+    if isinstance(getattr(spacy, "cli", None), types.ModuleType) and spacy.cli is hidden.get("spacy.cli"):
+        del spacy.cli  # the next ``spacy.cli`` access imports the real package
     return spacy
+
+
+def _real_info(*args: Any, **kwargs: Any) -> Any:
+    from spacy.cli.info import info
+
+    return info(*args, **kwargs)
 
 
 def _pipeline() -> Any:
     global _nlp
     if _nlp is None:
-        spacy = _import_spacy()
+        spacy = lean_spacy()
         _nlp = spacy.load(PIPELINE, exclude=["parser", "lemmatizer", "senter", "attribute_ruler", "tagger", "tok2vec"])
         log.info("loaded %s (%s)", PIPELINE, ", ".join(_nlp.pipe_names))
     return _nlp
