@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     followup_context_weight: float = Field(
         default=0.5, ge=0, description="Weight of a follow-up's earlier questions in its search vector."
     )
+    followup_read_context_weight: float = Field(
+        default=0.3,
+        ge=0,
+        description="Weight of a follow-up's earlier questions in the question vector the reader's cosine uses "
+        "(only where the resolver is unsure; word overlap stays on the question).",
+    )
     followup_rewriter: str = Field(
         default="none",
         pattern="^(none|llm)$",
@@ -104,7 +110,8 @@ class Settings(BaseSettings):
     reader: str = Field(
         default="features",
         description="Reading stage: features (hand-set weights) | features-trained (make reader's weights from "
-        "reader_dir) | llm (the local LLM picks among the top sentences; slow).",
+        "reader_dir) | llm (the local LLM picks among the top sentences; slow) | llm-judge (the local LLM says "
+        "whether each top sentence states the answer; the accurate abstention, ~4 s a question).",
     )
     reader_dir: Path = Field(
         default=PROJECT_ROOT / "data" / "reader", description="Trained reader weights (make reader)."
@@ -134,6 +141,15 @@ class Settings(BaseSettings):
     )
     llm_reader_floor: float = Field(
         default=0.9, ge=0, le=1, description="Score of the sentence the llm reader picks: max(feature score, this)."
+    )
+    llm_judge_candidates: int = Field(
+        default=3, ge=1, le=10, description="Top feature-ranked sentences the llm-judge reader has the model judge."
+    )
+    llm_judge_min_margin: float = Field(
+        default=-1.5,
+        ge=-20,
+        le=20,
+        description="logit(Yes) - logit(No) a judged sentence needs to count as stating the answer (llm-judge).",
     )
     llm_reader_none_factor: float = Field(
         default=0.5, ge=0, le=1, description="When the model says no sentence answers, every score is x this."

@@ -192,3 +192,23 @@ def test_news_dev_conversations_keep_their_context(encoder) -> None:
                         alone.append(retrieval_figures(turn, [p.text for p in fresh.passages], 10)["hit_at_5"])
     assert switches >= 10
     assert sum(hits) / len(hits) >= sum(alone) / len(alone) - 0.05
+
+
+def test_a_follow_ups_context_moves_the_readers_cosine_only_by_its_weight(sample_index: Path, encoder) -> None:
+    """The earlier questions reach the reader only through the question vector of its cosine, at
+    ``followup_read_context_weight``: at 0 the reading is the question's own; above it the cosine moves."""
+    from service.answering.engine import Engine
+    from service.answering.schemas import AskRequest
+
+    request = AskRequest(question="How old is she?")
+    standalone, context = "How old is Leila Haddad?", "What subject does Leila Haddad teach at the marathon school?"
+    read = {}
+    for weight in (0.0, 0.3):
+        settings = Settings(index_dir=sample_index, followup_read_context_weight=weight)
+        engine = Engine(settings, sample_index, encoder)
+        with_context = engine.ask(request, standalone=standalone, context=context)
+        alone = engine.ask(request, standalone=standalone)
+        read[weight] = (with_context.signals["best_sentence_cosine"], alone.signals["best_sentence_cosine"])
+    assert read[0.0][0] == read[0.0][1]  # no weight: the context changes the search only
+    assert read[0.3][0] != read[0.3][1]
+    assert read[0.3][1] == read[0.0][1]  # without context the weight changes nothing

@@ -138,13 +138,14 @@ class Engine:
         hard = RetrievalFilters(
             sources=filters.sources, authors=filters.authors, date_from=filters.date_from, date_to=filters.date_to
         )
-        search_text, search_vector = question, query_vector
-        if context:  # a conversation's earlier questions: in the search only, never in what the reader scores
+        search_text, search_vector, read_vector = question, query_vector, query_vector
+        if context:  # a conversation's earlier questions: in the search, and a little in the reader's cosine
             search_text = f"{question} {context}"
-            mixed = query_vector + self.settings.followup_context_weight * self.encoder.embed_query(context)
-            search_vector = (mixed / max(float(np.linalg.norm(mixed)), 1e-9)).astype(query_vector.dtype)
+            context_vector = self.encoder.embed_query(context)
+            search_vector = _mix(query_vector, context_vector, self.settings.followup_context_weight)
+            read_vector = _mix(query_vector, context_vector, self.settings.followup_read_context_weight)
         candidates = self.retriever.retrieve(index, search_text, search_vector, k, hard, as_of, prefs)
-        return candidates, shown, query_vector
+        return candidates, shown, read_vector
 
     def ask(
         self,
@@ -154,7 +155,9 @@ class Engine:
         context: str | None = None,
     ) -> Answer:
         """``standalone``: the resolved question (searched and read); ``context``: earlier questions of the
-        conversation, added to the search only; ``prefer_articles``: articles cited earlier, favoured."""
+        conversation, added to the search and, at ``followup_read_context_weight``, to the question vector of the
+        reader's cosine (its word overlap stays the question's own); ``prefer_articles``: articles cited earlier,
+        favoured."""
         started = time.perf_counter()
         index = self._index  # one version for the whole request
         as_of = request.as_of or date.today()
@@ -253,3 +256,11 @@ def _passages(index: LoadedIndex, candidates: list[Candidate]) -> list[Passage]:
             )
         )
     return out
+
+
+def _mix(question: np.ndarray, context: np.ndarray, weight: float) -> np.ndarray:
+    """The unit vector of ``question + weight * context`` (``question`` itself at weight 0)."""
+    if weight <= 0:
+        return question
+    mixed = question + weight * context
+    return (mixed / max(float(np.linalg.norm(mixed)), 1e-9)).astype(question.dtype)
