@@ -41,8 +41,10 @@ def collect(engine: Engine, paths: list[Path]) -> list[Case]:
             as_of = dt.date.fromisoformat(str(item.date)) if item.date else dt.date.today()
             for turn in item.turns:
                 text = turn.standalone or turn.question
-                candidates, _, vector = engine._retrieve(index, text, 10, Filters(), as_of, None)
-                asked, sentences = prepare(index, text, vector, candidates, settings, engine.sentence_cache)
+                candidates, shown, vector = engine._retrieve(index, text, 10, Filters(), as_of, None)
+                # the period the question names ("this week"), as the engine gives it to the reader
+                period = (shown.date_from, shown.date_to) if shown.date_from and shown.date_to else None
+                asked, sentences = prepare(index, text, vector, candidates, settings, engine.sentence_cache, period)
                 cases.append(Case(path.stem, asked, sentences, list(turn.answer_any), item.unanswerable))
     return cases
 

@@ -177,3 +177,24 @@ def test_seed_answers_lead_with_a_cited_short_answer_and_unanswerable_questions_
         assert any(q.start <= answer.short_answer.start and answer.short_answer.end <= q.end for q in source.quotes)
     for question in ("What is the boiling point of tungsten?", "Who composed the opera Turandot?"):
         assert engine.ask(AskRequest(question=question)).abstained
+
+
+@pytest.mark.skipif(not ner.available(), reason="spaCy's English pipeline is not installed")
+def test_the_shortlist_widens_while_an_unread_sentence_could_still_win() -> None:
+    """Five leaders hold no number for a "how many" question (each loses kind evidence); the sixth, ranked below
+    them on the cheap features, holds one: the reader reads on and chooses it, as a full pass would."""
+    q = np.array([1.0, 0.0])
+    leaders = [
+        candidate(
+            f"Rubio spent a long time in space on the station, report {name} said.", i * 80, q, dense=0.8, lexical=0.8
+        )
+        for i, name in enumerate(["Alvarez", "Brooks", "Chen", "Dubois", "Evans"])
+    ]
+    answer = candidate("He spent 371 days there.", 500, q, dense=0.75, lexical=0.7)
+    question = Question("How many days did Rubio spend in space?", q, "number")
+    ranked = FeatureReader(None).read(question, [*leaders, answer])
+    assert ranked[0] is answer and answer.features["kind_match"] == 1.0
+    for c in [*leaders, answer]:
+        c.features = {k: v for k, v in c.features.items() if k in ("dense", "lexical")}
+    narrow = FeatureReader(None, max_shortlist=5).read(question, [*leaders, answer])  # no widening: never read
+    assert narrow[0] is not answer and "kind_match" not in answer.features
