@@ -148,6 +148,15 @@ def test_typed_answers(kind: str, label: str, text: str, fits: bool) -> None:
     assert matches_kind(kind, label, text) is fits
 
 
+def test_a_duration_answers_how_long_but_not_how_many_people() -> None:
+    sentence = "Over the last three decades, 100,000 people have fled the region."
+    found = [(5, 27, "DATE"), (29, 36, "CARDINAL")]
+    how_many = answer_entities("number", "How many people have fled the region?", sentence, found)
+    assert [sentence[s:e] for s, e, _ in how_many] == ["100,000"]
+    how_long = answer_entities("number", "How long have people been fleeing the region?", sentence, found)
+    assert [sentence[s:e] for s, e, _ in how_long] == ["the last three decades", "100,000"]
+
+
 def test_a_dateline_is_not_an_answer() -> None:
     sentence = "WASHINGTON - Mike Pence dropped out of the race in Las Vegas on Saturday."
     found = [(0, 10, "GPE"), (13, 23, "PERSON"), (51, 60, "GPE"), (64, 72, "DATE")]

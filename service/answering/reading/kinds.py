@@ -60,11 +60,14 @@ def answer_entities(kind: str, question: str, sentence: str, found: Sequence[Ent
     asked = question.casefold()
     dateline = _DATELINE.match(sentence)
     after = dateline.end() if dateline else 0
+    # a duration ("44 days") answers "how long" or "how many days", not "how many refugees"
+    durations = kind != "number" or bool((_UNITS | {"long"}) & set(_WORD.findall(asked)))
     return [
         e
         for e in found
         if e[0] >= after
         and matches_kind(kind, e[2], sentence[e[0] : e[1]])
+        and (durations or e[2] not in ("DATE", "TIME"))
         and sentence[e[0] : e[1]].casefold() not in asked
     ]
 
