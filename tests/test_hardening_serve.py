@@ -35,12 +35,20 @@ class Served:
         self.port = port
         self.log = log
 
-    def access_lines(self) -> list[dict]:
-        lines = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            if line.startswith("{") and '"client"' in line:
-                lines.append(json.loads(line))
-        return lines
+    def access_lines(self, path: str, expect: int) -> list[dict]:
+        """The access-log records of ``path``, once ``expect`` of them are written (the server logs a request
+        after its response is sent, so under load a line can lag the reply; 10 s at most)."""
+        deadline = time.monotonic() + 10
+        while True:
+            lines = [
+                json.loads(line)
+                for line in self.log.read_text(errors="replace").splitlines()
+                if line.startswith("{") and '"client"' in line
+            ]
+            lines = [line for line in lines if line["path"] == path]
+            if len(lines) >= expect or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
 
 
 @contextmanager
@@ -99,7 +107,7 @@ def forged(i: int) -> dict[str, str]:
 def test_forwarded_headers_do_not_rotate_past_the_per_ip_limit(plain: Served) -> None:
     statuses = [httpx.get(f"{plain.url}/v1/models", headers=forged(i)).status_code for i in range(6)]
     assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429, 429], statuses
-    lines = [line for line in plain.access_lines() if line["path"] == "/v1/models"]
+    lines = plain.access_lines("/v1/models", expect=6)
     assert len(lines) == 6 and {line["client"] for line in lines} == {"127.0.0.1"}, lines
 
 
@@ -110,7 +118,7 @@ def test_forwarded_headers_do_not_rotate_past_the_failed_key_limit(sample_index:
             for i in range(6)
         ]
         assert wrong == [401, 401, 401, 429, 429, 429], wrong
-        logged = {line["client"] for line in s.access_lines() if line["path"] == "/v1/models"}
+        logged = {line["client"] for line in s.access_lines("/v1/models", expect=6)}
         assert logged == {"127.0.0.1"}, logged
 
 
@@ -126,7 +134,7 @@ def test_a_configured_proxy_is_believed(sample_index: Path, tmp_path: Path) -> N
             httpx.get(f"{s.url}/v1/models", headers={**forged(i), "X-API-Key": "guess"}).status_code for i in range(6)
         ]
         assert wrong == [401] * 6, wrong  # six different clients behind the proxy, one failure each
-        logged = {line["client"] for line in s.access_lines() if line["path"] == "/v1/models"}
+        logged = {line["client"] for line in s.access_lines("/v1/models", expect=6)}
         assert logged == {f"203.0.113.{i}" for i in range(6)}, logged
 
 
