@@ -11,8 +11,9 @@ What the margins decide (measured on the dev sets: README "Reading"):
 
 * no judged sentence reaches ``llm_judge_min_margin``: no sentence is shown to state the answer, so every score
   is multiplied by ``llm_reader_none_factor`` (flagged ``judge_none``) and the service abstains;
-* otherwise the judged sentences that reach it move ahead of those that do not, each keeping its feature order,
-  and the best of them scores at least ``llm_reader_floor``.
+* otherwise the judged sentences that reach it move ahead of those that do not, each keeping its feature order
+  and its feature score (so the engine's threshold still applies: lifting the best to a floor of 0.9 answered
+  more and read worse, news 0.711 vs 0.748 in the replay of recorded margins).
 
 Every judged sentence carries its margin in ``features["judge_margin"]``. A failed call leaves the feature order.
 The sentence is data: angle brackets are neutralised and a sentence that addresses instructions to an AI is
@@ -114,7 +115,6 @@ class JudgeReader:
         self.base = base
         self.top_n = settings.llm_judge_candidates
         self.min_margin = settings.llm_judge_min_margin
-        self.floor = settings.llm_reader_floor
         self.none_factor = settings.llm_reader_none_factor
         self.size = settings.llm_reader_model
         self.name = f"llm-judge-{self.size}+{base.name}"
@@ -146,6 +146,5 @@ class JudgeReader:
                 c.score *= self.none_factor
                 c.features["judge_none"] = 1.0
             return ranked
-        stating[0].score = max(stating[0].score, self.floor)
         rest = [c for c in ranked if c not in stating]
         return stating + rest
