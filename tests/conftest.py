@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from service.answering.reading.base import CandidateSentence, Question
     from service.answering.schemas import Answer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -109,6 +110,48 @@ def make_answer(question: str, text: str = "An answer. [1]", article_id: str = "
         as_of=date(2024, 1, 1),
         index_version="v1",
     )
+
+
+def small_llm_missing() -> str | None:
+    """Why the 0.5B Qwen cannot run here (llama-cpp-python or its part wheels missing), or None."""
+    import importlib.util
+
+    from index.settings import get_settings
+    from service.answering.reading.llm_model import missing_parts
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed (make .venv/.llm-installed)"
+    joined = get_settings().cache_dir / "llm" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    if not joined.exists() and missing_parts("0.5b"):
+        return f"the 0.5B model's part wheels are not installed (missing parts {missing_parts('0.5b')})"
+    return None
+
+
+needs_small_llm = pytest.mark.skipif(small_llm_missing() is not None, reason=str(small_llm_missing()))
+
+
+def reader_question(text: str) -> Question:
+    """A reader's Question for ``text`` (its kind from the wh-words; a zero vector)."""
+    import numpy as np
+
+    from service.answering.reading.base import Question
+    from service.answering.reading.kinds import question_kind
+
+    return Question(text, np.zeros(384, dtype=np.float32), question_kind(text))
+
+
+def reader_candidates(question: Question, texts: list[str]) -> list[CandidateSentence]:
+    """Candidate sentences of one article, in rank order, with their cheap features (every word weighing 1)."""
+    from service.answering.reading.base import CandidateSentence
+    from service.answering.reading.features import cheap_features, content_words
+
+    out, position, words = [], 0, content_words(question.text)
+    for rank, text in enumerate(texts, start=1):
+        c = CandidateSentence("a", 0, position, position + len(text), text, rank, rank - 1)
+        c.features = cheap_features(question, words, c, lambda _w: 1.0)
+        out.append(c)
+        position += len(text) + 1
+    return out
 
 
 @contextmanager

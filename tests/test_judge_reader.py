@@ -4,18 +4,14 @@ prompt head is reused without changing a margin, and the reader abstains when no
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import needs_small_llm, reader_candidates, reader_question
 
 from index.settings import get_settings
-from service.answering.reading.base import CandidateSentence, Question
-from service.answering.reading.features import cheap_features, content_words
 from service.answering.reading.judge import SYSTEM, WITHHELD_MARGIN, Judge, JudgeReader, prompt_parts
-from service.answering.reading.kinds import question_kind
-from service.answering.reading.llm_model import missing_parts, model_path
+from service.answering.reading.llm_model import model_path
 from service.answering.reading.scorer import FeatureReader
 
 
@@ -26,38 +22,12 @@ def test_the_sentence_is_data_and_the_question_leads_the_shared_head() -> None:
     assert head == prompt_parts("Who is <b>the</b> coach?", "Another sentence.")[0]  # one head per question
 
 
-def _model_missing() -> str | None:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return "llama-cpp-python is not installed (make .venv/.llm-installed)"
-    joined = get_settings().cache_dir / "llm" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-    if not joined.exists() and missing_parts("0.5b"):
-        return f"the 0.5B model's part wheels are not installed (missing parts {missing_parts('0.5b')})"
-    return None
-
-
-needs_model = pytest.mark.skipif(_model_missing() is not None, reason=str(_model_missing()))
-
-
 @pytest.fixture(scope="module")
 def judge() -> Judge:
     return Judge(model_path("0.5b", get_settings().cache_dir), threads=2)
 
 
-def _question(text: str) -> Question:
-    return Question(text, np.zeros(384, dtype=np.float32), question_kind(text))
-
-
-def _candidates(question: Question, texts: list[str]) -> list[CandidateSentence]:
-    out, position, words = [], 0, content_words(question.text)
-    for rank, text in enumerate(texts, start=1):
-        c = CandidateSentence("a", 0, position, position + len(text), text, rank, rank - 1)
-        c.features = cheap_features(question, words, c, lambda _w: 1.0)
-        out.append(c)
-        position += len(text) + 1
-    return out
-
-
-@needs_model
+@needs_small_llm
 def test_the_model_says_yes_to_the_sentence_that_states_the_answer(judge: Judge) -> None:
     question = "How many days did astronaut Frank Rubio spend in space?"
     sentences = [
@@ -70,7 +40,7 @@ def test_the_model_says_yes_to_the_sentence_that_states_the_answer(judge: Judge)
     assert margins[2] == WITHHELD_MARGIN  # withheld, never shown to the model
 
 
-@needs_model
+@needs_small_llm
 def test_the_shared_head_is_reused_without_changing_a_margin(judge: Judge) -> None:
     question = "Who won the 2023 Singapore Grand Prix?"
     sentence = "Ferrari's Carlos Sainz won the 2023 Singapore Grand Prix on Sunday."
@@ -80,10 +50,10 @@ def test_the_shared_head_is_reused_without_changing_a_margin(judge: Judge) -> No
     assert after_other == pytest.approx(fresh, abs=0.05)
 
 
-@needs_model
+@needs_small_llm
 def test_the_reader_abstains_when_no_sentence_is_judged_to_answer(judge: Judge) -> None:
     settings = get_settings()
-    question = _question("What is the name of astronaut Frank Rubio's wife?")
+    question = reader_question("What is the name of astronaut Frank Rubio's wife?")
     texts = [
         "Frank Rubio spent 371 days in space, the longest single spaceflight by an American.",
         "Rubio, a father of four, is a physician and a U.S. Army helicopter pilot.",
@@ -94,15 +64,15 @@ def test_the_reader_abstains_when_no_sentence_is_judged_to_answer(judge: Judge) 
     )  # margins move ~0.1 with the cache
     reader = JudgeReader(FeatureReader(None), strict, judge=judge)
     assert reader.name == f"llm-judge-{settings.llm_reader_model}+features"
-    candidates = _candidates(question, texts)
-    before = {c.text: c.score for c in FeatureReader(None).read(question, _candidates(question, texts))}
+    candidates = reader_candidates(question, texts)
+    before = {c.text: c.score for c in FeatureReader(None).read(question, reader_candidates(question, texts))}
     ranked = reader.read(question, candidates)
     assert all(c.features["judge_none"] == 1.0 for c in ranked)
     assert all(c.score == pytest.approx(before[c.text] * settings.llm_reader_none_factor) for c in ranked)
     # with a lower bar, a sentence judged to state it leads and nothing is flagged
     bar = max(margins) - 0.5
     lenient = settings.model_copy(update={"llm_judge_min_margin": bar})
-    ranked = JudgeReader(FeatureReader(None), lenient, judge=judge).read(question, _candidates(question, texts))
+    ranked = JudgeReader(FeatureReader(None), lenient, judge=judge).read(question, reader_candidates(question, texts))
     assert ranked[0].features["judge_margin"] >= bar and not any("judge_none" in c.features for c in ranked)
 
 
@@ -111,8 +81,8 @@ def test_a_failing_model_keeps_the_feature_order(tmp_path: Path) -> None:
         def margins(self, question: str, sentences: list[str]) -> list[float]:
             raise RuntimeError("llama.cpp died")
 
-    question = _question("How many days did Rubio spend in space?")
+    question = reader_question("How many days did Rubio spend in space?")
     texts = ["Rubio landed on Wednesday.", "Rubio spent 371 days in space."]
-    expected = [c.text for c in FeatureReader(None).read(question, _candidates(question, texts))]
+    expected = [c.text for c in FeatureReader(None).read(question, reader_candidates(question, texts))]
     reader = JudgeReader(FeatureReader(None), get_settings(), judge=Broken())  # type: ignore[arg-type]
-    assert [c.text for c in reader.read(question, _candidates(question, texts))] == expected
+    assert [c.text for c in reader.read(question, reader_candidates(question, texts))] == expected

@@ -3,18 +3,13 @@ local model (Qwen2.5-Coder-0.5B-Instruct, from the part wheels) picks the answer
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import needs_small_llm, reader_candidates, reader_question
 
 from index.settings import get_settings
-from service.answering.reading.base import CandidateSentence, Question
-from service.answering.reading.features import cheap_features, content_words
-from service.answering.reading.kinds import question_kind
 from service.answering.reading.llm import INSTRUCTION, build_messages, llm_span, parse_reply, verified_span
-from service.answering.reading.llm_model import missing_parts
 from service.answering.reading.scorer import FeatureReader
 
 
@@ -51,16 +46,6 @@ def test_a_span_counts_only_as_an_exact_substring() -> None:
 
 
 # --- the real model ---------------------------------------------------------------------------------------
-def _model_missing() -> str | None:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return "llama-cpp-python is not installed (make .venv/.llm-installed)"
-    joined = get_settings().cache_dir / "llm" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-    if not joined.exists() and missing_parts("0.5b"):
-        return f"the 0.5B model's part wheels are not installed (missing parts {missing_parts('0.5b')})"
-    return None
-
-
-needs_model = pytest.mark.skipif(_model_missing() is not None, reason=str(_model_missing()))
 
 
 @pytest.fixture(scope="module")
@@ -71,26 +56,10 @@ def reader(tmp_path_factory: pytest.TempPathFactory):
     return make_reader("llm", Path(tmp_path_factory.mktemp("no-weights")), settings)
 
 
-def _candidates(question: Question, texts: list[str]) -> list[CandidateSentence]:
-    out = []
-    position = 0
-    words = content_words(question.text)
-    for rank, text in enumerate(texts, start=1):
-        c = CandidateSentence("a", 0, position, position + len(text), text, rank, rank - 1)
-        c.features = cheap_features(question, words, c, lambda _w: 1.0)
-        out.append(c)
-        position += len(text) + 1
-    return out
-
-
-def _question(text: str) -> Question:
-    return Question(text, np.zeros(384, dtype=np.float32), question_kind(text))
-
-
-@needs_model
+@needs_small_llm
 def test_the_model_picks_the_answering_sentence_and_copies_a_verified_span(reader) -> None:
-    question = _question("How many days did astronaut Frank Rubio spend in space?")
-    candidates = _candidates(
+    question = reader_question("How many days did astronaut Frank Rubio spend in space?")
+    candidates = reader_candidates(
         question,
         [
             "Astronaut Frank Rubio returned to Earth on Wednesday, landing in Kazakhstan with two crewmates.",
@@ -109,10 +78,10 @@ def test_the_model_picks_the_answering_sentence_and_copies_a_verified_span(reade
     assert "371" in text and text in ranked[0].text
 
 
-@needs_model
+@needs_small_llm
 def test_the_model_picks_a_person(reader) -> None:
-    question = _question("Who won the 2023 Chicago Marathon?")
-    candidates = _candidates(
+    question = reader_question("Who won the 2023 Chicago Marathon?")
+    candidates = reader_candidates(
         question,
         [
             "The 2023 Chicago Marathon drew more than 48,000 runners on a cool Sunday morning.",
@@ -126,10 +95,10 @@ def test_the_model_picks_a_person(reader) -> None:
     assert span is not None and "Kiptum" in ranked[0].text[span[0] - ranked[0].start : span[1] - ranked[0].start]
 
 
-@needs_model
+@needs_small_llm
 def test_the_model_says_none_when_no_sentence_answers(reader) -> None:
-    question = _question("When was SAG-AFTRA president Fran Drescher born?")
-    candidates = _candidates(
+    question = reader_question("When was SAG-AFTRA president Fran Drescher born?")
+    candidates = reader_candidates(
         question,
         [
             "SAG-AFTRA president Fran Drescher said the strike would go on until studios returned to the table.",

@@ -22,7 +22,6 @@ withheld from the model (judged as not stating anything), as in ``reading.llm``.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 import time
@@ -33,7 +32,7 @@ import numpy as np
 from index.settings import Settings
 from service.answering.generate import _INSTRUCTION_LIKE, _data
 from service.answering.reading.base import CandidateSentence, Question, Reader
-from service.answering.reading.llm_model import ModelUnavailable, model_path
+from service.answering.reading.llm_model import ModelUnavailable, model_path, require_llama_cpp
 
 log = logging.getLogger("byline.reading")
 
@@ -108,10 +107,8 @@ class JudgeReader:
     """Feature ranking first, then the LLM's yes/no margin on the best ``top_n`` (see the module docstring)."""
 
     def __init__(self, base: Reader, settings: Settings, judge: Judge | None = None) -> None:
-        if judge is None and importlib.util.find_spec("llama_cpp") is None:
-            raise ModelUnavailable(
-                "the llm-judge reader needs llama-cpp-python, which is not installed: run `make .venv/.llm-installed`"
-            )
+        if judge is None:
+            require_llama_cpp("llm-judge")
         self.base = base
         self.top_n = settings.llm_judge_candidates
         self.min_margin = settings.llm_judge_min_margin

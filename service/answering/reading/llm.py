@@ -21,7 +21,6 @@ question are outside the block (as in ``generate.build_messages``).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import re
 import threading
@@ -32,7 +31,7 @@ from typing import Any
 from index.settings import Settings
 from service.answering.generate import _INSTRUCTION_LIKE, WITHHELD, _data
 from service.answering.reading.base import CandidateSentence, Question, Reader
-from service.answering.reading.llm_model import ModelUnavailable, model_path
+from service.answering.reading.llm_model import model_path, require_llama_cpp
 
 log = logging.getLogger("byline.reading")
 
@@ -115,10 +114,7 @@ class LLMReader:
     """Feature ranking first, then the LLM's pick among the top ``top_n`` (see the module docstring)."""
 
     def __init__(self, base: Reader, settings: Settings) -> None:
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise ModelUnavailable(
-                "the llm reader needs llama-cpp-python, which is not installed: run `make .venv/.llm-installed`"
-            )
+        require_llama_cpp("llm")
         self.base = base
         self.top_n = settings.llm_reader_candidates
         self.floor = settings.llm_reader_floor

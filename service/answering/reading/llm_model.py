@@ -129,3 +129,11 @@ def _model(size: str) -> ModelParts:
         return MODELS[size.lower()]
     except KeyError:
         raise ValueError(f"unknown model size {size!r} ({' | '.join(MODELS)})") from None
+
+
+def require_llama_cpp(reader: str) -> None:
+    """Raises ModelUnavailable, saying how to install it, when llama-cpp-python is missing."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ModelUnavailable(
+            f"the {reader} reader needs llama-cpp-python, which is not installed: run `make .venv/.llm-installed`"
+        )

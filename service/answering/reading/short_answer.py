@@ -24,6 +24,13 @@ class Span:
     kind: str
     sentence: CandidateSentence
 
+    @classmethod
+    def of(cls, sentence: CandidateSentence, start: int, end: int, kind: str) -> Span:
+        """The span ``start:end`` of ``sentence`` (offsets in the sentence), with its article offsets."""
+        return cls(
+            sentence.text[start:end], sentence.article_id, sentence.start + start, sentence.start + end, kind, sentence
+        )
+
 
 def short_answer(question: Question, sentences: list[CandidateSentence]) -> Span | None:
     """The short answer the chosen ``sentences`` (best first) agree on, or None.
@@ -41,14 +48,7 @@ def short_answer(question: Question, sentences: list[CandidateSentence]) -> Span
         if "llm_span_start" in sentence.features:
             start, end = int(sentence.features["llm_span_start"]), int(sentence.features["llm_span_end"])
             if 0 <= start < end <= len(sentence.text):
-                return Span(
-                    sentence.text[start:end],
-                    sentence.article_id,
-                    sentence.start + start,
-                    sentence.start + end,
-                    question.kind,
-                    sentence,
-                )
+                return Span.of(sentence, start, end, question.kind)
     if not ner.available():
         return None
     wanted = LABELS[question.kind]
@@ -70,17 +70,7 @@ def short_answer(question: Question, sentences: list[CandidateSentence]) -> Span
         start, end, _ = min(options, key=cost)
         key = _vote_key(question.kind, sentence.text[start:end])
         votes[key] = votes.get(key, 0.0) + max(sentence.score, 1e-6)
-        first.setdefault(
-            key,
-            Span(
-                sentence.text[start:end],
-                sentence.article_id,
-                sentence.start + start,
-                sentence.start + end,
-                question.kind,
-                sentence,
-            ),
-        )
+        first.setdefault(key, Span.of(sentence, start, end, question.kind))
     if not votes:
         return None
     return first[max(votes, key=lambda k: votes[k])]
