@@ -12,7 +12,7 @@ DEFAULT_CORPUS := $(if $(wildcard $(SHARED)/corpus/seed),$(SHARED)/corpus/seed s
 NEWS := $(SHARED)/corpus/news-2023q4.jsonl
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run ingest ingest-news serve test test-fast lint browser postgres eval bench bench-quick bench-quality bench-peer reader clean
+.PHONY: install run ingest ingest-news serve test test-fast lint browser postgres eval bench bench-quick bench-quality bench-peer reader reader-labels reader-distilled clean
 
 install: $(VENV)/.installed
 
@@ -84,6 +84,21 @@ $(READER): $(NEWS_INDEX)/CURRENT
 	$(PY) -m service.answering.reading.train --index $(NEWS_INDEX) --dev $(DEV_SETS)
 $(NEWS_INDEX)/CURRENT:
 	$(MAKE) ingest-news
+
+# Opt-in distilled judge (BYLINE_READER=distilled): the local 1.5B LLM judges the feature reader's top 5 sentences
+# for the train split's question subheadings (hours on 2 cores; resumable: run it again to go on), then a MiniLM
+# cross-encoder is regressed on its margins (minutes) and exported to int8 ONNX. Needs the llm extra and
+# .venv/.llm-installed. JUDGE_QUESTIONS caps the questions labelled.
+JUDGE_LABELS := data/reader/judge-labels.jsonl
+JUDGE_QUESTIONS ?= 3000
+DISTILLED := data/reader/distilled/judge.int8.onnx
+reader-labels: $(NEWS_INDEX)/CURRENT $(VENV)/.llm-installed
+	$(PY) -m service.answering.reading.label_judge --index $(NEWS_INDEX) --dev $(DEV_SETS) --questions $(JUDGE_QUESTIONS)
+reader-distilled: $(DISTILLED)
+$(DISTILLED):
+	test -s $(JUDGE_LABELS) || $(MAKE) reader-labels
+	$(PY) -m service.answering.reading.train_cross_encoder --index $(NEWS_INDEX) --labels $(JUDGE_LABELS) \
+	  --out data/reader/distilled --layers 6 --max-length 128 --epochs 2 --lr 5e-5
 
 # The eval runs over the seed plus the news corpus (ingest-news is incremental: minutes once, seconds after).
 eval: ingest-news

@@ -111,7 +111,8 @@ class Settings(BaseSettings):
         default="features",
         description="Reading stage: features (hand-set weights) | features-trained (make reader's weights from "
         "reader_dir) | llm (the local LLM picks among the top sentences; slow) | llm-judge (the local LLM says "
-        "whether each top sentence states the answer; the accurate abstention, ~4 s a question).",
+        "whether each top sentence states the answer; the accurate abstention, ~4 s a question) | distilled (a "
+        "cross-encoder trained on the llm-judge's margins reads the top sentences; make reader-distilled).",
     )
     reader_dir: Path = Field(
         default=PROJECT_ROOT / "data" / "reader", description="Trained reader weights (make reader)."
@@ -151,6 +152,20 @@ class Settings(BaseSettings):
         le=20,
         description="logit(Yes) - logit(No) a judged sentence needs to count as stating the answer (llm-judge).",
     )
+    distilled_candidates: int = Field(
+        default=5, ge=1, le=20, description="Top feature-ranked sentences the distilled judge reads (reader=distilled)."
+    )
+    distilled_weight: float = Field(
+        default=0.5, ge=0, le=10, description="Weight of the distilled judge's margin in a sentence's score."
+    )
+    distilled_bias: float = Field(
+        default=1.5,
+        ge=-10,
+        le=10,
+        description="Added to the distilled judge's margin: score = sigmoid(logit(feature score) + weight * "
+        "(margin + bias)).",
+    )
+    distilled_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime threads of the distilled judge.")
     llm_reader_none_factor: float = Field(
         default=0.5, ge=0, le=1, description="When the model says no sentence answers, every score is x this."
     )

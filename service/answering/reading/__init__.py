@@ -4,8 +4,9 @@
 per sentence, ``entities`` spaCy's named entities, ``scorer`` the default feature reader (hand-set weights, or
 trained ones), ``short_answer`` the exact answer span, ``train`` how ``make reader`` fits weights on questions the
 corpus holds, ``llm`` / ``llm_model`` the opt-in LLM reader (copies a span), ``judge`` the opt-in LLM judge
-(yes or no per sentence: the accurate abstention), ``cross_encoder`` / ``train_cross_encoder`` a measured
-experiment that read worse (not offered by :func:`make_reader`).
+(yes or no per sentence: the accurate abstention), ``label_judge`` / ``train_cross_encoder --labels`` /
+``distilled`` a cross-encoder trained on the judge's margins (opt-in), ``cross_encoder`` its PyTorch model (trained
+on the corpus's own subheadings and cloze questions it read worse, and is not offered by :func:`make_reader`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def make_reader(name: str, weights_dir: Path, settings: Settings | None = None) 
     ``llm`` (opt-in): the features reader, then the local LLM picks among its top sentences (``reading.llm``);
     ``llm-judge`` (opt-in): the features reader, then the local LLM says yes or no to each of its top sentences
     (``reading.judge``). Both raise ``ModelUnavailable`` naming what is missing (llama-cpp-python or the model's
-    part wheels)."""
+    part wheels).
+    ``distilled`` (opt-in): the same judging by a small cross-encoder trained on the LLM judge's margins
+    (``reading.distilled``, ``make reader-distilled``); raises ``DistilledUnavailable`` when its graph is absent."""
     if name in ("features", "features-untrained"):
         return FeatureReader(None)
     if name == "features-trained":
@@ -42,4 +45,16 @@ def make_reader(name: str, weights_dir: Path, settings: Settings | None = None) 
         from service.answering.reading.judge import JudgeReader
 
         return JudgeReader(make_reader("features", weights_dir), settings or get_settings())
-    raise ValueError(f"unknown reader {name!r} (features | features-trained | llm | llm-judge)")
+    if name == "distilled":
+        from service.answering.reading.distilled import DISTILLED_DIR, DistilledJudge, DistilledReader
+
+        settings = settings or get_settings()
+        judge = DistilledJudge(weights_dir / DISTILLED_DIR, threads=settings.distilled_threads)
+        return DistilledReader(
+            make_reader("features", weights_dir),
+            judge,
+            settings.distilled_candidates,
+            settings.distilled_weight,
+            settings.distilled_bias,
+        )
+    raise ValueError(f"unknown reader {name!r} (features | features-trained | llm | llm-judge | distilled)")

@@ -40,6 +40,10 @@ class Question:
     period: tuple[date, date] | None = None  # the time the question names ("this week"), relative to its as_of
 
 
+class ReaderUnavailable(RuntimeError):
+    """An opt-in reader's model or weights are missing or unusable; the message says what to install or build."""
+
+
 class Reader(Protocol):
     """Scores candidate sentences in place (``CandidateSentence.score``, 0..1) and returns them best first."""
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from index.settings import get_settings
+from service.answering.reading.base import ReaderUnavailable
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ MODELS: dict[str, ModelParts] = {
 }
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(ReaderUnavailable):
     """The model's part wheels are not (all) installed, or their join does not match the published sha256."""
 
 

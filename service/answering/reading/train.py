@@ -152,10 +152,10 @@ def cloze_questions(engine: Engine, train: set[str], limit: int, rng: random.Ran
 
 
 def example_candidates(
-    engine: Engine, example: Example, held_out: set[str]
+    engine: Engine, example: Example, held_out: set[str], require_answer: bool = True
 ) -> tuple[Question, list[CandidateSentence]]:
     """A training question's candidates, with features, from the real retrieval (held-out articles left out);
-    none when its answer is not among them."""
+    none when its answer is not among them (unless ``require_answer`` is false)."""
     candidates, _, vector = engine._retrieve(engine.index, example.question, 10, Filters(), dt.date.today(), None)
     asked, sentences = prepare(
         engine.index,
@@ -166,7 +166,7 @@ def example_candidates(
         engine.sentence_cache,
         keep=lambda s: s.article_id not in held_out,
     )
-    if not any((s.article_id, s.start) in example.positives for s in sentences):
+    if require_answer and not any((s.article_id, s.start) in example.positives for s in sentences):
         return asked, []
     return asked, sentences
 

@@ -99,6 +99,18 @@ def build_pairs(
     return pairs, counts
 
 
+def judge_pairs(path: Path) -> list[Pair]:
+    """Pairs from ``label_judge``'s file: every judged sentence with the judge's margin as its label."""
+    pairs = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        for c in row["candidates"]:
+            pairs.append(Pair(row["question"], c["text"], float(c["margin"]), c["article_id"], "judge"))
+    return pairs
+
+
 def save_pairs(path: Path, pairs: list[Pair]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
@@ -124,11 +136,15 @@ def train(
     threads: int = 2,
     max_steps: int | None = None,
     log_every: int = 50,
+    loss_kind: str = "listwise",
+    clip: float = 8.0,
 ) -> dict[str, object]:
     """Fine-tune a one-logit cross-encoder on ``pairs`` and save it (model + tokenizer + trained.json) to ``out``.
 
-    The loss is listwise: a batch is whole questions (about ``batch_size`` pairs), and each question's answer
-    sentences must win a softmax over its candidates (a pointwise loss collapsed to the prior here)."""
+    A batch is whole questions (about ``batch_size`` pairs). ``listwise`` (labels 0/1): each question's answer
+    sentences must win a softmax over its candidates (a pointwise loss collapsed to the prior here).
+    ``margin-mse`` (labels = the LLM judge's margins, clipped to +-``clip``): the logit is regressed on the margin,
+    so the student's output reads on the judge's scale and the judge's threshold carries over."""
     import torch
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
@@ -144,7 +160,10 @@ def train(
     grouped: dict[str, list[Pair]] = {}
     for p in pairs:
         grouped.setdefault(p.question, []).append(p)
-    groups = [g for g in grouped.values() if any(p.label for p in g) and not all(p.label for p in g)]
+    if loss_kind == "listwise":
+        groups = [g for g in grouped.values() if any(p.label for p in g) and not all(p.label for p in g)]
+    else:
+        groups = list(grouped.values())
     per_batch = max(1, round(batch_size / (len(pairs) / max(1, len(grouped)))))
     order = list(range(len(groups)))
     steps_per_epoch = (len(groups) + per_batch - 1) // per_batch
@@ -177,13 +196,17 @@ def train(
                 return_tensors="pt",
             )
             logits = model(**encoded)
-            labels = torch.tensor([p.label for p in batch], dtype=torch.bool)
-            losses, at = [], 0
-            for g in chosen:
-                z, y = logits[at : at + len(g)], labels[at : at + len(g)]
-                losses.append(torch.logsumexp(z, 0) - torch.logsumexp(z[y], 0))
-                at += len(g)
-            loss = torch.stack(losses).mean()
+            if loss_kind == "listwise":
+                labels = torch.tensor([p.label for p in batch], dtype=torch.bool)
+                losses, at = [], 0
+                for g in chosen:
+                    z, y = logits[at : at + len(g)], labels[at : at + len(g)]
+                    losses.append(torch.logsumexp(z, 0) - torch.logsumexp(z[y], 0))
+                    at += len(g)
+                loss = torch.stack(losses).mean()
+            else:
+                target = torch.tensor([p.label for p in batch]).clamp(-clip, clip)
+                loss = torch.nn.functional.mse_loss(logits, target)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -210,10 +233,10 @@ def train(
         "lr": lr,
         "seed": seed,
         "threads": threads,
-        "loss": "listwise softmax per question",
+        "loss": "listwise softmax per question" if loss_kind == "listwise" else f"MSE on judge margins (clip {clip})",
         "questions": len(groups),
         "pairs": len(pairs),
-        "positives": sum(int(p.label) for p in pairs),
+        "positives": sum(p.label > 0 for p in pairs),
         "train_seconds": round(seconds, 1),
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -241,12 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=8e-5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--labels", type=Path, default=None, help="train on label_judge's margins (margin-mse) instead of pairs"
+    )
     args = parser.parse_args(argv)
     out = args.out or get_settings().reader_dir / CE_DIR
     pairs_path = args.pairs or out / PAIRS_FILE
     started = time.perf_counter()
     counts: dict[str, int] = {}
-    if args.pairs is not None and pairs_path.exists():
+    if args.labels is not None:
+        pairs = judge_pairs(args.labels)
+        print(f"{len(pairs)} judged pairs from {args.labels}", file=sys.stderr)
+    elif args.pairs is not None and pairs_path.exists():
         pairs = load_pairs(pairs_path)
         print(f"reusing {len(pairs)} pairs from {pairs_path}", file=sys.stderr)
     else:
@@ -266,9 +295,14 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         threads=args.threads,
         max_steps=args.max_steps,
+        loss_kind="listwise" if args.labels is None else "margin-mse",
     )
     meta.update(counts)
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    if args.labels is not None:  # the distilled judge is served from its int8 graph (reading.distilled)
+        from service.answering.reading.distilled import export
+
+        print(f"exported {export(out, args.max_length)}", file=sys.stderr)
     print(f"wrote {out}: {meta['pairs']} pairs, {meta['steps']} steps, {meta['train_seconds']} s training")
     return 0
 
