@@ -97,7 +97,7 @@ reader-labels: $(NEWS_INDEX)/CURRENT $(VENV)/.llm-installed
 reader-distilled: $(DISTILLED)
 $(DISTILLED):
 	test -s $(JUDGE_LABELS) || $(MAKE) reader-labels
-	$(PY) -m service.answering.reading.train_cross_encoder --index $(NEWS_INDEX) --labels $(JUDGE_LABELS) \
+	$(PY) -m service.answering.reading.train_cross_encoder --index $(NEWS_INDEX) --labels $(JUDGE_LABELS) --dev $(DEV_SETS) \
 	  --out data/reader/distilled --layers 6 --max-length 128 --epochs 2 --lr 5e-5
 
 # The eval runs over the seed plus the news corpus (ingest-news is incremental: minutes once, seconds after).

@@ -99,16 +99,29 @@ def build_pairs(
     return pairs, counts
 
 
-def judge_pairs(path: Path) -> list[Pair]:
-    """Pairs from ``label_judge``'s file: every judged sentence with the judge's margin as its label."""
+def judge_pairs(path: Path, exclude: frozenset[str] = frozenset()) -> list[Pair]:
+    """Pairs from ``label_judge``'s file: every judged sentence with the judge's margin as its label. A question
+    from an ``exclude``d article gives nothing, nor does a sentence of one (the file may predate a dev set)."""
     pairs = []
     for line in path.read_text().splitlines():
         if not line.strip():
             continue
         row = json.loads(line)
+        if row["article_id"] in exclude:
+            continue
         for c in row["candidates"]:
-            pairs.append(Pair(row["question"], c["text"], float(c["margin"]), c["article_id"], "judge"))
+            if c["article_id"] not in exclude:
+                pairs.append(Pair(row["question"], c["text"], float(c["margin"]), c["article_id"], "judge"))
     return pairs
+
+
+def held_out_articles(index_root: Path, dev: list[Path]) -> frozenset[str]:
+    """The articles training never sees: the 20 % hash split and every article a dev set points to."""
+    from service.answering.engine import Engine
+    from service.answering.reading.train import dev_articles, held_out_by_hash
+
+    engine = Engine(settings=get_settings().model_copy(update={"reader": "features"}), index_root=index_root)
+    return frozenset({a for a in engine.index.articles if held_out_by_hash(a)} | dev_articles(engine, dev))
 
 
 def save_pairs(path: Path, pairs: list[Pair]) -> None:
@@ -273,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     counts: dict[str, int] = {}
     if args.labels is not None:
-        pairs = judge_pairs(args.labels)
-        print(f"{len(pairs)} judged pairs from {args.labels}", file=sys.stderr)
+        held_out = held_out_articles(args.index, args.dev)
+        pairs = judge_pairs(args.labels, held_out)
+        counts = {"held_out_articles": len(held_out), "questions_used_judge": len({p.question for p in pairs})}
+        print(f"{len(pairs)} judged pairs from {args.labels} ({len(held_out)} articles held out)", file=sys.stderr)
     elif args.pairs is not None and pairs_path.exists():
         pairs = load_pairs(pairs_path)
         print(f"reusing {len(pairs)} pairs from {pairs_path}", file=sys.stderr)
