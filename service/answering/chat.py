@@ -58,10 +58,7 @@ class ChatService:
         self.store = store
         self.settings = settings or engine.settings
         self.resolver = resolver or FollowupResolver(rewriter=make_rewriter(self.settings))
-        # spaCy, ~1 s. Not a daemon: a process that ends while spaCy is still importing (Ctrl-C right after the
-        # first answer of `byline chat`) waits for the import instead of finalising under a half-imported package
-        # held by a frozen daemon thread (seen as a hang at exit in CI).
-        threading.Thread(target=followup.warm, name="followup-warm").start()
+        threading.Thread(target=followup.warm, name="followup-warm", daemon=True).start()  # spaCy, ~1 s
 
     # --- one turn ---
     def prepare(self, request: ChatRequest, owner: str | None = None) -> PreparedTurn:
