@@ -22,7 +22,7 @@ from index.settings import get_settings
 from service.answering.engine import Engine
 from service.answering.reading import Reader, make_reader
 from service.answering.reading.cross_encoder import CrossEncoderReader, CrossEncoderScorer
-from service.answering.reading.train import dev_articles, held_out_by_hash
+from service.answering.reading.train import held_out_articles
 
 DEV = [
     "eval/questions/news.jsonl",
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.collect_only:
         return 0
     print(f"{len(cases)} answerable turns with candidates, collected in {time.perf_counter() - started:.0f} s")
-    held = {a for a in engine.index.articles if held_out_by_hash(a)} | dev_articles(engine, args.questions)
+    held, _ = held_out_articles(engine, args.questions)
     in_train = sum(
         any(contains_any(s.text, c.answer_any) and s.article_id not in held for s in c.sentences) for c in cases
     )

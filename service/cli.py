@@ -133,6 +133,7 @@ def ask_run(args: argparse.Namespace) -> int:
         from pydantic import ValidationError
 
         from index.manifest import IndexError_
+        from service.answering.reading.base import ReaderUnavailable
         from service.answering.schemas import AskRequest, Filters
 
         settings = _settings(args)
@@ -145,7 +146,7 @@ def ask_run(args: argparse.Namespace) -> int:
             try:
                 answer = _engine(settings).ask(request)
                 error = None
-            except IndexError_ as exc:
+            except (IndexError_, ReaderUnavailable) as exc:
                 error = (str(exc), 1)
     if error is not None:
         print(f"byline ask: {error[0]}", file=sys.stderr)
@@ -229,12 +230,13 @@ def chat_run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: Text
             from index.manifest import IndexError_
             from service.answering.chat import ChatService
             from service.answering.conversations import ConversationNotFound, open_store
+            from service.answering.reading.base import ReaderUnavailable
             from service.answering.schemas import ChatRequest, Filters
 
             settings = _settings(args)
             try:
                 engine = _engine(settings)
-            except IndexError_ as exc:
+            except (IndexError_, ReaderUnavailable) as exc:
                 loading.stop()
                 print(f"byline chat: {exc}", file=sys.stderr)
                 return 1

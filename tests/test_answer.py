@@ -68,3 +68,26 @@ def test_many_questions_keep_spans_exact(engine) -> None:
     ]:
         answer = engine.ask(AskRequest(question=question))
         check_answer(engine, answer)
+
+
+def test_a_follow_ups_context_can_only_raise_a_passages_coverage(engine) -> None:
+    """A short follow-up names little of its topic: with the conversation's earlier question as context, each
+    passage's coverage is the higher of the two, and the passages about that topic gain."""
+    from datetime import date
+
+    from service.answering.answer import prepare
+    from service.answering.schemas import Filters
+
+    question, context = "What did the ministry say?", "How did Russia react to Armenia joining the ICC?"
+    candidates, _, vector = engine._retrieve(engine.index, question, 10, Filters(), date(2023, 10, 1), None, context)
+
+    def coverage(with_context: str) -> dict[tuple[str, int], float]:
+        _, sentences = prepare(
+            engine.index, question, vector, candidates, engine.settings, engine.sentence_cache, context=with_context
+        )
+        return {(s.article_id, s.start): s.passage_coverage for s in sentences}
+
+    alone, joined = coverage(""), coverage(context)
+    assert alone.keys() == joined.keys() and alone
+    assert all(joined[k] >= alone[k] for k in alone)
+    assert any(joined[k] > alone[k] + 0.1 for k in alone)

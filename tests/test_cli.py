@@ -84,6 +84,21 @@ def test_eval_takes_dash_k(seed_index: Path, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "out" / "report.json").read_text())["k"] == 4
 
 
+@pytest.mark.parametrize("command", ["ask", "chat"])
+def test_an_opt_in_reader_without_its_model_is_one_clear_line(seed_index: Path, tmp_path: Path, command: str) -> None:
+    env = {**ENV, "BYLINE_READER": "distilled", "BYLINE_READER_DIR": str(tmp_path)}
+    args = (
+        ["ask", "--index", str(seed_index), SEED_QUESTION] if command == "ask" else ["chat", "--index", str(seed_index)]
+    )
+    result = byline(*args, stdin="", env=env)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == f"byline {command}: no distilled judge in {tmp_path / 'distilled'}: build it with " + (
+        '`make reader-distilled` (hours: README "Reading")'
+    ), result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # ------------------------------------------------------------------------------------------ serve
 
 

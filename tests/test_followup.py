@@ -68,10 +68,18 @@ def test_a_who_question_without_an_answer_does_not_pick_a_person_from_its_own_wo
     assert resolution.standalone.startswith("How old is she, regarding") and resolution.assumed
 
 
-def test_a_follow_up_that_names_nothing_says_which_subject_it_assumed() -> None:
+def test_a_class_noun_becomes_the_organisation_or_place_an_earlier_turn_named_and_says_so() -> None:
     resolution = resolve("Who is the union's president?", SAG)
-    assert resolution.standalone == "Who is the union's president, regarding SAG-AFTRA?"
-    assert resolution.assumed == "SAG-AFTRA"
+    assert resolution.standalone == "Who is SAG-AFTRA's president?"
+    assert resolution.assumed == "SAG-AFTRA" and resolution.context  # assumed: the history joins the search
+    malang = turn("How many people died in the stadium crush at the soccer match in Malang, Indonesia?")
+    assert resolve("What did the country's president order afterwards?", malang).standalone == (
+        "What did Indonesia's president order afterwards?"  # of "Malang, Indonesia", the country
+    )
+    assert resolve("Who is the club's manager?", malang).standalone.endswith(", regarding Malang and Indonesia?")
+
+
+def test_a_follow_up_that_names_nothing_says_which_subject_it_assumed() -> None:
     ellipsis = resolve("And the previous world record?", KIPTUM)
     subject = "Kelvin Kiptum and the 2023 Chicago Marathon"
     assert ellipsis.standalone == f"What about the previous world record, regarding {subject}?"

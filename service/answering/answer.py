@@ -53,9 +53,14 @@ class Composed:
 
 
 def candidate_sentences(
-    index: LoadedIndex, candidates: list[Candidate], max_passages: int, question_words: set[str]
+    index: LoadedIndex,
+    candidates: list[Candidate],
+    max_passages: int,
+    question_words: set[str],
+    context_words: frozenset[str] | set[str] = frozenset(),
 ) -> list[CandidateSentence]:
-    """The answerable sentences of the top passages: no headings, fragments or unfinished lines, no repeats."""
+    """The answerable sentences of the top passages: no headings, fragments or unfinished lines, no repeats;
+    each with its passage's coverage of the question (or, if higher, of the question and ``context_words``)."""
     seen: set[tuple[str, int]] = set()
     out: list[CandidateSentence] = []
     stored = index.sentence_vectors
@@ -65,6 +70,8 @@ def candidate_sentences(
         headings = set(chunk.headings)
         captions = index.articles[chunk.article_id].captions
         coverage = evidence_coverage(index, question_words, chunk.id)
+        if context_words:
+            coverage = max(coverage, evidence_coverage(index, question_words | context_words, chunk.id))
         for i, (start, end) in enumerate(chunk.sentences):
             if (chunk.article_id, start) in seen or (start, end) in headings:
                 continue
@@ -120,12 +127,15 @@ def prepare(
     cache: SentenceCache,
     period: tuple[date, date] | None = None,
     keep: Callable[[CandidateSentence], bool] | None = None,
+    context: str = "",
 ) -> tuple[Question, list[CandidateSentence]]:
     """The question as the reader sees it and its candidate sentences with their features (``keep`` filters
-    them first, e.g. to leave held-out articles out of training). Shared by :func:`compose`, the reader's
+    them first, e.g. to leave held-out articles out of training). ``context``: a follow-up's earlier questions;
+    a passage's coverage is then of the conversation's words as well as the question's (a short follow-up names
+    little of its topic), while word overlap stays the question's own. Shared by :func:`compose`, the reader's
     training (``reading.train``) and the offline comparison (``eval.reader_study``)."""
     words = content_words(question)
-    sentences = candidate_sentences(index, candidates, settings.answer_passages, words)
+    sentences = candidate_sentences(index, candidates, settings.answer_passages, words, content_words(context))
     if keep is not None:
         sentences = [s for s in sentences if keep(s)]
     asked = Question(question, query_vector, question_kind(question), period)
@@ -147,8 +157,9 @@ def compose(
     cache: SentenceCache,
     reader: Reader,
     period: tuple[date, date] | None = None,
+    context: str = "",
 ) -> Composed:
-    asked, sentences = prepare(index, question, query_vector, candidates, settings, cache, period)
+    asked, sentences = prepare(index, question, query_vector, candidates, settings, cache, period, context=context)
     if not sentences:
         return Composed([], [], related_articles(index, candidates), True, 0.0)
     ranked = reader.read(asked, sentences)

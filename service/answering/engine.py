@@ -168,7 +168,15 @@ class Engine:
         retrieved = time.perf_counter()
         period = (preferences.date_from, preferences.date_to) if preferences.date_from and preferences.date_to else None
         composed = compose(
-            question, query_vector, candidates, index, self.settings, self.sentence_cache, self.reader, period
+            question,
+            query_vector,
+            candidates,
+            index,
+            self.settings,
+            self.sentence_cache,
+            self.reader,
+            period,
+            context or "",
         )
         text = validate_markers(composed.text, len(composed.sources))
         sentences = composed.sentences

@@ -7,7 +7,8 @@ union's president?"). :class:`FollowupResolver` gives back a :class:`Resolution`
   are replaced by what they point to in the recent turns, found with spaCy's tagger and named entities
   (``he``/``she`` -> the person asked about, or the person a "Who ...?" turn was answered with; ``it`` -> the
   thing asked about; ``they`` -> an organisation or a plural noun phrase); "the station" becomes "the
-  Tiangong space station" when an earlier turn named one; a wh-fragment ("And how many Republicans?") takes
+  Tiangong space station" when an earlier turn named one, and "the country" / "the union" the place or
+  organisation it named (an assumption, so said in ``assumed``); a wh-fragment ("And how many Republicans?") takes
   the frame of the question before it; anything else that leans on the history without naming anything
   gets ", regarding <the previous subject>" and says so in ``assumed``.
 * ``context``: where the rewrite may not stand on its own (it assumed a subject, left a pronoun, or changed
@@ -33,6 +34,7 @@ from typing import Any, Literal
 
 from service.answering.reading import entities as ner
 from service.answering.reading.entities import PIPELINE
+from service.answering.reading.kinds import ORG_NOUNS, PLACE_NOUNS
 from service.answering.schemas import Answer
 
 log = logging.getLogger("byline.followup")
@@ -259,7 +261,8 @@ def _person(history: Sequence[HistoryTurn]) -> tuple[str, bool] | None:
     itself pointed back at someone ("Who is his finance minister?"); then a name NER left untyped; then anyone
     an answer named."""
     for turn in reversed(history):
-        asked = [m.text for m in names(parse(turn.searched)) if m.label == "PERSON"]
+        doc = parse(turn.searched)
+        asked = [_titled(doc, m) for m in names(doc) if m.label == "PERSON"]
         pointed = any(w.strip("?,.").lower() in PERSON_PRONOUNS for w in turn.question.split())
         if turn.searched.lower().startswith(("who ", "whom ")) and not pointed:
             answered = [p for p in _answer_people(turn) if not any(p in a or a in p for a in asked)]
@@ -274,6 +277,15 @@ def _person(history: Sequence[HistoryTurn]) -> tuple[str, bool] | None:
         if answered := _answer_people(turn):
             return answered[0], True
     return None
+
+
+def _titled(doc: Any, mention: Mention) -> str:
+    """A person's name with the title or role written before it ("NASA astronaut Frank Rubio", "SAG-AFTRA
+    president Fran Drescher"), as the question named them: a follow-up searched with it reads as the first did."""
+    start = mention.start
+    while start > 0 and doc[start - 1].tag_ in ("NN", "NNP", "NNPS", "HYPH") and doc[start - 1].lower_ not in AUX:
+        start -= 1
+    return doc[start : mention.end].text if start < mention.start else mention.text
 
 
 def _thing(history: Sequence[HistoryTurn], word: str) -> str | None:
@@ -293,6 +305,21 @@ def _thing(history: Sequence[HistoryTurn], word: str) -> str | None:
         pool = [p for p in pool if p[2].start not in people and not _has_pronoun(p[2].text)]
         if pool:
             return min(pool, key=lambda p: p[:2])[2].text
+    return None
+
+
+def _named_as(history: Sequence[HistoryTurn], noun: str) -> str | None:
+    """The place or organisation a class noun ("country", "union") stands for: the first one the newest turn
+    naming any names; of "Malang, Indonesia" the country, not the city before it."""
+    labels = {"GPE", "LOC"} if noun in PLACE_NOUNS else {"ORG"} if noun in ORG_NOUNS else set()
+    if not labels:
+        return None
+    for turn in reversed(history):
+        doc = parse(turn.searched)
+        found = [m for m in names(doc) if m.label in labels]
+        found = [m for i, m in enumerate(found) if not (i + 1 < len(found) and found[i + 1].start == m.end + 1)]
+        if found:
+            return found[0].text
     return None
 
 
@@ -381,7 +408,7 @@ def resolve_followup(question: str, history: Sequence[HistoryTurn]) -> Resolutio
             replacements[tok.i] = _possessive(thing) if possessive else thing
         if tok.i in replacements:
             reasons.append(f"{word}->{replacements[tok.i]}")
-    # "the station" -> "the Tiangong space station", when an earlier turn named one
+    # "the station" -> "the Tiangong space station", when an earlier turn named one; "the union" -> "UAW"
     earlier = [m for t in reversed(history) for m in (*names(parse(t.searched)), *noun_phrases(parse(t.searched)))]
     for tok in doc:
         if tok.tag_ == "NN" and tok.i > 0 and doc[tok.i - 1].lower_ == "the" and tok.i not in replacements:
@@ -389,6 +416,10 @@ def resolve_followup(question: str, history: Sequence[HistoryTurn]) -> Resolutio
             if match and not _has_pronoun(match):
                 replacements[tok.i] = match[4:] if match.lower().startswith("the ") else match
                 reasons.append(f"the {tok.text}->{match}")
+            elif named := _named_as(history, tok.lower_):  # "the country's president" -> "Indonesia's president"
+                replacements[tok.i - 1], replacements[tok.i] = "", named
+                assumed = assumed or named
+                reasons.append(f"the {tok.text}->{named}")
     standalone = _render(doc, replacements)
     if not replacements and (fragment := _wh_fragment(doc, history[-1].searched)):
         standalone = fragment

@@ -7,6 +7,7 @@ scores to choose sentences and the best one to decide whether to abstain.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
@@ -50,3 +51,14 @@ class Reader(Protocol):
     name: str
 
     def read(self, question: Question, candidates: list[CandidateSentence]) -> list[CandidateSentence]: ...
+
+
+def sigmoid(x: float) -> float:
+    """A logit as a probability, clipped so that ``math.exp`` never overflows."""
+    return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, x))))
+
+
+def logit(p: float) -> float:
+    """A probability as a logit (the inverse of :func:`sigmoid`), clipped away from 0 and 1."""
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))

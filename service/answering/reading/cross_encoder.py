@@ -11,12 +11,11 @@ reader (``bench/cross_encoder_reader.py``), so it stays out of ``make_reader``.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
 
-from service.answering.reading.base import CandidateSentence, Question, Reader
+from service.answering.reading.base import CandidateSentence, Question, Reader, sigmoid
 
 CE_DIR = "cross-encoder"
 HEAD_FILE = "head.safetensors"
@@ -122,7 +121,7 @@ class CrossEncoderReader:
         head, tail = ranked[:cut], ranked[cut:]
         for c, logit in zip(head, self.scorer.logits(question.text, [c.text for c in head]), strict=True):
             c.features["cross_encoder"] = logit
-            c.score = _sigmoid(logit)
+            c.score = sigmoid(logit)
         head.sort(key=lambda c: -c.score)
         floor = head[-1].score if head else 1.0
         for c in tail:
@@ -138,7 +137,3 @@ def load_cross_encoder_reader(
 ) -> CrossEncoderReader:
     """The reader over ``<weights_dir>/cross-encoder``; raises :class:`CrossEncoderUnavailable` when absent."""
     return CrossEncoderReader(CrossEncoderScorer(weights_dir / CE_DIR, threads=threads), base, shortlist)
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, x))))

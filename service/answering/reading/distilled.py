@@ -19,14 +19,13 @@ The weights and the graph are a cache under ``<reader_dir>/distilled/``, never c
 from __future__ import annotations
 
 import json
-import math
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from service.answering.reading.base import CandidateSentence, Question, Reader, ReaderUnavailable
+from service.answering.reading.base import CandidateSentence, Question, Reader, ReaderUnavailable, logit, sigmoid
 
 DISTILLED_DIR = "distilled"
 ONNX_FILE = "judge.int8.onnx"
@@ -139,18 +138,9 @@ class DistilledReader:
             return ranked
         for c, margin in zip(head, self.judge.margins(question.text, [c.text for c in head]), strict=True):
             c.features["judge_margin"] = margin
-            c.score = _sigmoid(_logit(c.score) + self.weight * (margin + self.bias))
+            c.score = sigmoid(logit(c.score) + self.weight * (margin + self.bias))
         head.sort(key=lambda c: -c.score)
         floor = head[-1].score
         for c in tail:
             c.score = min(c.score, floor)
         return head + tail
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, x))))

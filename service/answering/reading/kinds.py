@@ -77,10 +77,10 @@ _DATE_NOUNS = frozenset("year date day month time decade century season week".sp
 _NUMBER_NOUNS = frozenset(
     "number percent percentage amount price cost age score total share rate sum figure population salary".split()
 )
-_PLACE_NOUNS = frozenset(
+PLACE_NOUNS = frozenset(
     "country city state town place county region nation island capital province continent venue stadium".split()
 )
-_ORG_NOUNS = frozenset(
+ORG_NOUNS = frozenset(
     "company team organization organisation group network party agency union firm club league university "
     "school brand airline bank channel studio newspaper outlet band carrier automaker retailer alliance "
     "treaty bloc coalition court committee ministry department institution charity startup".split()
@@ -126,9 +126,9 @@ def question_kind(question: str) -> str:
                     return "date"
                 if noun in _NUMBER_NOUNS:
                     return "number"
-                if noun in _PLACE_NOUNS:
+                if noun in PLACE_NOUNS:
                     return "place"
-                if noun in _ORG_NOUNS:
+                if noun in ORG_NOUNS:
                     return "organisation"
                 if noun in _PERSON_NOUNS:
                     return "person"

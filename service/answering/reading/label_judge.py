@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from service.answering.reading.judge import Judge
     from service.answering.reading.llm_model import model_path
     from service.answering.reading.scorer import FeatureReader
-    from service.answering.reading.train import dev_articles, example_candidates, heading_questions, held_out_by_hash
+    from service.answering.reading.train import example_candidates, heading_questions, held_out_articles
 
     settings = get_settings()
     out = args.out or settings.reader_dir / LABELS_FILE
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         done = {json.loads(line)["question_key"] for line in out.read_text().splitlines() if line.strip()}
     engine = Engine(settings=settings.model_copy(update={"reader": "features"}), index_root=args.index)
     index = engine.index
-    held_out = {a for a in index.articles if held_out_by_hash(a)} | dev_articles(engine, args.dev)
+    held_out, _ = held_out_articles(engine, args.dev)
     train = set(index.articles) - held_out
     examples = heading_questions(engine, train)
     random.Random(args.seed).shuffle(examples)

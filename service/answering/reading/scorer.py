@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from service.answering.reading.base import CandidateSentence, Question
+from service.answering.reading.base import CandidateSentence, Question, sigmoid
 from service.answering.reading.features import CHEAP, FEATURES, entity_features
 
 log = logging.getLogger("byline.reading")
@@ -103,22 +103,18 @@ class FeatureReader:
             entity_features(question, ranked[read:n])
             for c in ranked[read:n]:
                 full = self._logit(c.features, FEATURES)
-                c.score = _sigmoid(full)
+                c.score = sigmoid(full)
                 best = max(best, full)
             read = n
             if n < min(len(ranked), self.max_shortlist) and cheap[id(ranked[n])] + self._bonus > best:
                 n = min(n + self.step, len(ranked), self.max_shortlist)
         for c in ranked[read:]:
-            c.score = _sigmoid(cheap[id(c)])
+            c.score = sigmoid(cheap[id(c)])
         head = sorted(ranked[:read], key=lambda c: -c.score)
         return head + ranked[read:]
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, **self.weights.trained}
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, x))))
 
 
 def save_weights(directory: Path, weights: ReaderWeights) -> Path:

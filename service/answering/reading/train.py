@@ -83,6 +83,13 @@ def dev_articles(engine: Engine, paths: list[Path]) -> set[str]:
     return ids
 
 
+def held_out_articles(engine: Engine, dev: list[Path]) -> tuple[frozenset[str], frozenset[str]]:
+    """The articles training never sees: the hash split plus every article a dev set points to, and the
+    latter on their own (for the report). Every trainer and labeller takes its split from here."""
+    dev_ids = frozenset(dev_articles(engine, dev))
+    return frozenset({a for a in engine.index.articles if held_out_by_hash(a)} | dev_ids), dev_ids
+
+
 @dataclass
 class Example:
     question: str
@@ -152,7 +159,7 @@ def cloze_questions(engine: Engine, train: set[str], limit: int, rng: random.Ran
 
 
 def example_candidates(
-    engine: Engine, example: Example, held_out: set[str], require_answer: bool = True
+    engine: Engine, example: Example, held_out: frozenset[str], require_answer: bool = True
 ) -> tuple[Question, list[CandidateSentence]]:
     """A training question's candidates, with features, from the real retrieval (held-out articles left out);
     none when its answer is not among them (unless ``require_answer`` is false)."""
@@ -171,7 +178,9 @@ def example_candidates(
     return asked, sentences
 
 
-def featurize(engine: Engine, examples: list[Example], held_out: set[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def featurize(
+    engine: Engine, examples: list[Example], held_out: frozenset[str]
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     rows, labels, groups = [], [], []
     for number, example in enumerate(examples):
         asked, sentences = example_candidates(engine, example, held_out)
@@ -232,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings().model_copy(update={"reader": "features-untrained"})
     engine = Engine(settings=settings, index_root=args.index)
     rng = random.Random(args.seed)
-    dev = dev_articles(engine, args.dev)
-    held_out = {a for a in engine.index.articles if held_out_by_hash(a)} | dev
+    held_out, dev = held_out_articles(engine, args.dev)
     train = set(engine.index.articles) - held_out
     examples = heading_questions(engine, train)
     n_heading = len(examples)

@@ -48,18 +48,16 @@ def build_pairs(
     from service.answering.reading.scorer import FeatureReader
     from service.answering.reading.train import (
         cloze_questions,
-        dev_articles,
         example_candidates,
         heading_questions,
-        held_out_by_hash,
+        held_out_articles,
     )
 
     settings = get_settings().model_copy(update={"reader": "features-untrained"})
     engine = Engine(settings=settings, index_root=index_root)
     index = engine.index
     rng = random.Random(seed)
-    dev_ids = dev_articles(engine, dev)
-    held_out = {a for a in index.articles if held_out_by_hash(a)} | dev_ids
+    held_out, dev_ids = held_out_articles(engine, dev)
     train = set(index.articles) - held_out
     examples = heading_questions(engine, train)
     n_heading = len(examples)
@@ -113,15 +111,6 @@ def judge_pairs(path: Path, exclude: frozenset[str] = frozenset()) -> list[Pair]
             if c["article_id"] not in exclude:
                 pairs.append(Pair(row["question"], c["text"], float(c["margin"]), c["article_id"], "judge"))
     return pairs
-
-
-def held_out_articles(index_root: Path, dev: list[Path]) -> frozenset[str]:
-    """The articles training never sees: the 20 % hash split and every article a dev set points to."""
-    from service.answering.engine import Engine
-    from service.answering.reading.train import dev_articles, held_out_by_hash
-
-    engine = Engine(settings=get_settings().model_copy(update={"reader": "features"}), index_root=index_root)
-    return frozenset({a for a in engine.index.articles if held_out_by_hash(a)} | dev_articles(engine, dev))
 
 
 def save_pairs(path: Path, pairs: list[Pair]) -> None:
@@ -286,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     counts: dict[str, int] = {}
     if args.labels is not None:
-        held_out = held_out_articles(args.index, args.dev)
+        from service.answering.engine import Engine
+        from service.answering.reading.train import held_out_articles
+
+        settings = get_settings().model_copy(update={"reader": "features"})
+        held_out, _ = held_out_articles(Engine(settings=settings, index_root=args.index), args.dev)
         pairs = judge_pairs(args.labels, held_out)
         counts = {"held_out_articles": len(held_out), "questions_used_judge": len({p.question for p in pairs})}
         print(f"{len(pairs)} judged pairs from {args.labels} ({len(held_out)} articles held out)", file=sys.stderr)
