@@ -42,7 +42,7 @@ _HAND_SET = {
     "question_mark": -3.0,
     "caption": -1.0,
     "kind_match": 0.6,
-    "kind_missing": -0.6,
+    "kind_missing": -1.5,
     "stale_year": -2.5,
 }
 UNTRAINED = ReaderWeights(
