@@ -77,6 +77,10 @@ def test_a_class_noun_becomes_the_organisation_or_place_an_earlier_turn_named_an
         "What did Indonesia's president order afterwards?"  # of "Malang, Indonesia", the country
     )
     assert resolve("Who is the club's manager?", malang).standalone.endswith(", regarding Malang and Indonesia?")
+    fined = turn("How big was the civil penalty the CFPB ordered Wells Fargo to pay?")
+    assert resolve("What did the agency's director call the bank?", fined).standalone == (
+        "What did CFPB's director call Wells Fargo?"  # two class nouns, two organisations
+    )
 
 
 def test_a_follow_up_that_names_nothing_says_which_subject_it_assumed() -> None:

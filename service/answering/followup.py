@@ -308,18 +308,24 @@ def _thing(history: Sequence[HistoryTurn], word: str) -> str | None:
     return None
 
 
-def _named_as(history: Sequence[HistoryTurn], noun: str) -> str | None:
+def _named_as(history: Sequence[HistoryTurn], noun: str, taken: Sequence[str] = ()) -> str | None:
     """The place or organisation a class noun ("country", "union") stands for: the first one the newest turn
-    naming any names; of "Malang, Indonesia" the country, not the city before it."""
+    naming any names, other than those ``taken`` by an earlier class noun of the question ("the agency's director
+    called the bank": two of them); of "Malang, Indonesia" the country, not the city before it."""
     labels = {"GPE", "LOC"} if noun in PLACE_NOUNS else {"ORG"} if noun in ORG_NOUNS else set()
     if not labels:
         return None
-    for turn in reversed(history):
-        doc = parse(turn.searched)
-        found = [m for m in names(doc) if m.label in labels]
-        found = [m for i, m in enumerate(found) if not (i + 1 < len(found) and found[i + 1].start == m.end + 1)]
-        if found:
-            return found[0].text
+    turns = [(doc := parse(turn.searched), [m for m in names(doc) if m.label in labels]) for turn in reversed(history)]
+    # a place named before a comma and another ("Malang, Indonesia") is the smaller one, in every turn
+    inner = {
+        m.text
+        for doc, found in turns
+        for m, n in zip(found, found[1:], strict=False)
+        if n.start == m.end + 1 and doc[m.end].text == ","
+    }
+    for _, found in turns:
+        if chosen := [m.text for m in found if m.text not in taken and m.text not in inner]:
+            return chosen[0]
     return None
 
 
@@ -416,7 +422,8 @@ def resolve_followup(question: str, history: Sequence[HistoryTurn]) -> Resolutio
             if match and not _has_pronoun(match):
                 replacements[tok.i] = match[4:] if match.lower().startswith("the ") else match
                 reasons.append(f"the {tok.text}->{match}")
-            elif named := _named_as(history, tok.lower_):  # "the country's president" -> "Indonesia's president"
+            elif named := _named_as(history, tok.lower_, [r for r in replacements.values() if r]):
+                # "the country's president" -> "Indonesia's president"
                 replacements[tok.i - 1], replacements[tok.i] = "", named
                 assumed = assumed or named
                 reasons.append(f"the {tok.text}->{named}")
