@@ -11,7 +11,9 @@ shared; each follow-up resolved against that approach's own earlier answers) and
 * ``spacy``: the spaCy rewrite only (no context in retrieval; cited articles always preferred);
 * ``spacy-if-unsure``: the same, cited articles preferred only where the rewrite is unsure;
 * ``spacy+history-always``: both, the earlier questions and cited articles in every follow-up's search;
-* ``spacy+history``: both, only where the rewrite is unsure (the default resolver);
+* ``spacy+history, question-only coverage``: both, only where the rewrite is unsure, with a passage's coverage
+  counted on the follow-up's own words (the default before the conversation joined coverage);
+* ``spacy+history``: the same, and every follow-up's coverage counts the recent questions (the default resolver);
 * ``spacy+history+llm`` (only when named in ``--only``): the default plus the local LLM rewriter (followup_llm).
 
 ``history``, ``spacy`` and ``spacy+history`` share the new resolver's topic-switch test. A switch passes when
@@ -48,6 +50,7 @@ class Plan:
     standalone: str
     context: str
     prefer: list[str]
+    conversation: str = ""  # counted in passage coverage (the default resolver: every follow-up)
 
 
 Approach = Callable[[str, list[followup.HistoryTurn]], Plan]
@@ -71,7 +74,7 @@ def _baseline() -> Approach:
     return resolve
 
 
-def _new(rewrite: bool, context: bool, only_unsure: bool = False) -> Approach:
+def _new(rewrite: bool, context: bool, only_unsure: bool = False, coverage: bool = True) -> Approach:
     def resolve(question: str, history: list[followup.HistoryTurn]) -> Plan:
         r = followup.resolve_followup(question, history)
         if r.method == "switch":
@@ -80,7 +83,7 @@ def _new(rewrite: bool, context: bool, only_unsure: bool = False) -> Approach:
         standalone = r.standalone if rewrite else question
         searched = " ".join(t.searched for t in history[-followup.CONTEXT_TURNS :])
         if only_unsure:  # the resolver's own choice (the default)
-            return Plan(standalone, r.context if context else "", r.prefer_articles)
+            return Plan(standalone, r.context if context else "", r.prefer_articles, r.conversation if coverage else "")
         return Plan(standalone, (searched if rewrite else recent) if context else "", followup.prefer_articles(history))
 
     return resolve
@@ -94,7 +97,7 @@ def _llm() -> Approach:
 
     def resolve(question: str, history: list[followup.HistoryTurn]) -> Plan:
         r = resolver.resolve(question, history)
-        return Plan(r.standalone, r.context, r.prefer_articles)
+        return Plan(r.standalone, r.context, r.prefer_articles, r.conversation)
 
     return resolve
 
@@ -113,7 +116,9 @@ def run(engine: Engine, items: list[QuestionItem], approaches: dict[str, Approac
                 plan = approach(turn.question, history)
                 resolve_ms = (time.perf_counter() - started) * 1000
                 request = AskRequest(question=turn.question, k=K, as_of=item.date)
-                answer = engine.ask(request, plan.standalone, plan.prefer or None, plan.context or None)
+                answer = engine.ask(
+                    request, plan.standalone, plan.prefer or None, plan.context or None, plan.conversation
+                )
                 history.append(followup.HistoryTurn.from_answer(turn.question, answer))
                 row = {
                     "id": item.id,
@@ -183,6 +188,7 @@ def main() -> None:
         "spacy": _new(rewrite=True, context=False),
         "spacy-if-unsure": _new(rewrite=True, context=False, only_unsure=True),
         "spacy+history-always": _new(rewrite=True, context=True),
+        "spacy+history, question-only coverage": _new(rewrite=True, context=True, only_unsure=True, coverage=False),
         "spacy+history": _new(rewrite=True, context=True, only_unsure=True),
     }
     if args.only:

@@ -108,13 +108,15 @@ def test_a_topic_switch_inherits_nothing(history: HistoryTurn, question: str) ->
     resolution = resolve(question, history)
     assert resolution.method == "switch"
     assert (resolution.standalone, resolution.context, resolution.prefer_articles) == (question, "", [])
-    assert resolution.assumed is None
+    assert resolution.assumed is None and resolution.conversation == ""
 
 
 def test_a_name_from_the_conversation_is_not_a_switch() -> None:
     alaska = turn("How much will Alaska Airlines pay to acquire Hawaiian Airlines?")
     resolution = resolve("Who is Hawaiian's CEO?", alaska)
     assert resolution.method != "switch" and resolution.standalone == "Who is Hawaiian's CEO?"
+    # sure of itself (no context in the search), yet the reader's coverage counts the conversation
+    assert resolution.context == "" and resolution.conversation == alaska.question
 
 
 def test_no_history_and_no_brackets() -> None:

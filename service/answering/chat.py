@@ -119,12 +119,14 @@ class ChatService:
         return self._ask(request, self.resolve_messages(request.question, earlier, self.engine.index))
 
     def _ask(self, request: AskRequest, resolution: Resolution) -> Answer:
-        """Answer the resolved question; the earlier turns' questions join the search only."""
+        """Answer the resolved question; the earlier turns' questions join the search where the rewrite is unsure,
+        and the reader's coverage of every follow-up."""
         answer = self.engine.ask(
             request,
             standalone=resolution.standalone,
             prefer_articles=resolution.prefer_articles or None,
             context=resolution.context or None,
+            conversation=resolution.conversation,
         )
         return answer.model_copy(update={"assumed": resolution.assumed}) if resolution.assumed else answer
 

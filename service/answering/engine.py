@@ -153,11 +153,12 @@ class Engine:
         standalone: str | None = None,
         prefer_articles: list[str] | None = None,
         context: str | None = None,
+        conversation: str = "",
     ) -> Answer:
         """``standalone``: the resolved question (searched and read); ``context``: earlier questions of the
         conversation, added to the search and, at ``followup_read_context_weight``, to the question vector of the
         reader's cosine (its word overlap stays the question's own); ``prefer_articles``: articles cited earlier,
-        favoured."""
+        favoured; ``conversation``: a follow-up's earlier questions, counted in a passage's coverage."""
         started = time.perf_counter()
         index = self._index  # one version for the whole request
         as_of = request.as_of or date.today()
@@ -176,7 +177,7 @@ class Engine:
             self.sentence_cache,
             self.reader,
             period,
-            context or "",
+            conversation or context or "",
         )
         text = validate_markers(composed.text, len(composed.sources))
         sentences = composed.sentences

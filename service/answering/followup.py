@@ -14,6 +14,8 @@ union's president?"). :class:`FollowupResolver` gives back a :class:`Resolution`
 * ``context``: where the rewrite may not stand on its own (it assumed a subject, left a pronoun, or changed
   nothing), the recent turns' questions, added to the retrieval query only (history-aware retrieval).
 * ``prefer_articles``: then too, the articles cited in the recent turns, favoured in ranking.
+* ``conversation``: for every follow-up, the recent turns' questions; the reader counts them in a passage's
+  coverage of the question (a follow-up names little of its topic).
 
 A topic switch (a question that names something the conversation never mentioned and leans on nothing)
 inherits nothing: no rewrite, no context, no preferred articles.
@@ -92,8 +94,9 @@ class Resolution:
     prefer_articles: list[str] = field(default_factory=list)
     method: Literal["unchanged", "switch", "context", "resolved", "llm"] = "unchanged"
     reasons: tuple[str, ...] = ()
-    context: str = ""  # for retrieval only
+    context: str = ""  # for retrieval, where the rewrite may not stand on its own
     assumed: str | None = None  # the earlier subject an uncertain resolution assumed
+    conversation: str = ""  # the recent turns' questions, for every follow-up: a passage's coverage counts them
 
     @property
     def changed(self) -> bool:
@@ -445,10 +448,12 @@ def resolve_followup(question: str, history: Sequence[HistoryTurn]) -> Resolutio
     unsure = (
         not grounded or assumed is not None or "ellipsis" in reasons or any(t.i not in replacements for t in pointers)
     )
-    context = " ".join(t.searched for t in history[-CONTEXT_TURNS:]) if unsure else ""
+    recent = " ".join(t.searched for t in history[-CONTEXT_TURNS:])
     method: Literal["context", "resolved"] = "resolved" if standalone != question else "context"
     preferred = prefer_articles(history) if unsure else []
-    return Resolution(standalone, preferred, method, tuple(reasons), context=context, assumed=assumed)
+    return Resolution(
+        standalone, preferred, method, tuple(reasons), recent if unsure else "", assumed, conversation=recent
+    )
 
 
 def _ends(doc: Any, i: int) -> bool:
@@ -484,5 +489,6 @@ class FollowupResolver:
                 (*resolution.reasons, "rewriter"),
                 resolution.context,
                 resolution.assumed,
+                resolution.conversation,
             )
         return resolution
