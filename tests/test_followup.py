@@ -111,6 +111,13 @@ def test_a_topic_switch_inherits_nothing(history: HistoryTurn, question: str) ->
     assert resolution.assumed is None and resolution.conversation == ""
 
 
+def test_they_can_be_a_plural_subject_without_a_determiner_but_not_an_object() -> None:
+    fusion = turn("Where did US scientists achieve a net energy gain from nuclear fusion?")
+    assert resolve("How do they do it?", fusion).standalone == "How do US scientists do it?"
+    signs = turn("Which protest group put up fake jellyfish warning signs on Mallorca beaches?")
+    assert "signs" not in resolve("Why did they do it?", signs).standalone
+
+
 def test_a_name_from_the_conversation_is_not_a_switch() -> None:
     alaska = turn("How much will Alaska Airlines pay to acquire Hawaiian Airlines?")
     resolution = resolve("Who is Hawaiian's CEO?", alaska)

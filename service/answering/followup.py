@@ -300,15 +300,40 @@ def _thing(history: Sequence[HistoryTurn], word: str) -> str | None:
         people = {i for e in doc.ents if e.label_ in ("PERSON", "GPE", "NORP") for i in range(e.start, e.end)}
         labels = {"ORG", "NAME"} if plural else THING_LABELS
         phrases = [m for m in noun_phrases(doc) if m.plural == plural and (plural or not m.asks)]
+        phrases += _bare_plurals(doc, phrases) if plural else []
         named = [m for m in names(doc) if m.label in labels and not (m.end < len(doc) and doc[m.end].tag_ == "POS")]
         first = {"it": 0, "them": -1}.get(word, 1)  # noun phrases after names ("they", "their", "its") or before
         # a name inside a plural phrase stands for the phrase: "How many UAW members ..." -> "the UAW members"
         named = [next((p for p in phrases if p.start <= m.start < p.end), m) if plural else m for m in named]
         pool = [(first * (m.label == "NP"), m.start, m) for m in phrases + named]
-        pool = [p for p in pool if p[2].start not in people and not _has_pronoun(p[2].text)]
+        pool = [p for p in pool if not _within(p[2], people) and not _has_pronoun(p[2].text)]
         if pool:
             return min(pool, key=lambda p: p[:2])[2].text
     return None
+
+
+def _within(mention: Mention, tokens: set[int]) -> bool:
+    return all(i in tokens for i in range(mention.start, mention.end))
+
+
+def _bare_plurals(doc: Any, phrases: Sequence[Mention]) -> list[Mention]:
+    """Plural noun phrases without a determiner that are the question's subject ("Where did US scientists
+    achieve ...?"; not the object in "Which group put up fake signs?"), outside the determiner-led ones and not
+    asked about ("How many days")."""
+    inside = {i for p in phrases for i in range(p.start, p.end)}
+    verb = next((t.i for t in doc if t.tag_.startswith("VB") and t.lower_ not in AUX), len(doc))
+    found: list[Mention] = []
+    for i, tok in enumerate(doc[:verb]):
+        if tok.tag_ not in ("NNS", "NNPS") or i in inside:
+            continue
+        start = i
+        while start > 0 and doc[start - 1].tag_ in ("NNP", "NN", "JJ", "HYPH") and start - 1 not in inside:
+            start -= 1
+        if start == i or (start > 0 and doc[start - 1].lower_ in WH_WORDS | {"many", "much"}):
+            continue
+        if not found or found[-1].end <= start:
+            found.append(Mention(doc[start : i + 1].text, "NP", start, i + 1, plural=True, head=tok.lower_))
+    return found
 
 
 def _named_as(history: Sequence[HistoryTurn], noun: str, taken: Sequence[str] = ()) -> str | None:
