@@ -207,3 +207,14 @@ def test_the_shortlist_widens_while_an_unread_sentence_could_still_win() -> None
         c.features = {k: v for k, v in c.features.items() if k in ("dense", "lexical")}
     narrow = FeatureReader(None, max_shortlist=5).read(question, [*leaders, answer])  # no widening: never read
     assert narrow[0] is not answer and "kind_match" not in answer.features
+
+
+def test_a_word_behind_a_qualifier_the_question_lacks_is_not_the_questions_word() -> None:
+    from service.answering.reading.features import qualified_words
+
+    vice = "Terry Dittes, UAW vice president of the UAW-GM Department, spoke."
+    assert qualified_words(vice, "Who is the UAW's president?") == {"presid"}
+    assert qualified_words(vice, "Who is the UAW's vice president?") == set()  # the question asks for it
+    assert qualified_words("Phoebe Bridgers has the second-most nominations.", "Who has the most nominations?")
+    # said bare elsewhere in the sentence: still the question's word
+    assert qualified_words("The former president met the president.", "Who is the president?") == set()

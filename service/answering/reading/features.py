@@ -47,10 +47,28 @@ def content_words(text: str) -> set[str]:
     return set(bm25.query_tokens(text))
 
 
+# "vice president" is not the president, "second-most" not the most, "former CEO" not the CEO
+_QUALIFIER = re.compile(r"\b(vice|deputy|former|ex|assistant|acting|interim|second|third)[- ]([a-z]+)", re.I)
+
+
+def qualified_words(sentence: str, question: str) -> set[str]:
+    """Words of ``sentence`` that occur there only behind a qualifier the question does not use ("Terry Dittes,
+    UAW vice president" does not say who the president is): they do not count as the question's words."""
+    asked = {w.lower() for w in _WORD_RE.findall(question)}
+    behind = {m.group(2) for m in _QUALIFIER.finditer(sentence) if m.group(1).lower() not in asked}
+    if not behind:
+        return set()
+    bare = _QUALIFIER.sub(" ", sentence)
+    return content_words(" ".join(behind)) - content_words(bare)
+
+
+_WORD_RE = re.compile(r"[A-Za-z]+")
+
+
 def cheap_features(
     question: Question, question_words: set[str], candidate: CandidateSentence, idf: Callable[[str], float]
 ) -> dict[str, float]:
-    words = content_words(candidate.text)
+    words = content_words(candidate.text) - qualified_words(candidate.text, question.text)
     weights = {w: idf(w) for w in question_words}
     total = sum(weights.values())
     shared = question_words & words
