@@ -11,6 +11,7 @@ from ingest.headings import heading_spans
 from ingest.sentences import split_sentences
 from service.answering.reading import CandidateSentence, Question, make_reader
 from service.answering.reading import entities as ner
+from service.answering.reading.features import qualified_words
 from service.answering.reading.kinds import answer_entities, matches_kind, question_kind
 from service.answering.reading.scorer import FeatureReader, ReaderWeights, load_weights, save_weights
 from service.answering.reading.short_answer import short_answer
@@ -210,8 +211,6 @@ def test_the_shortlist_widens_while_an_unread_sentence_could_still_win() -> None
 
 
 def test_a_word_behind_a_qualifier_the_question_lacks_is_not_the_questions_word() -> None:
-    from service.answering.reading.features import qualified_words
-
     vice = "Terry Dittes, UAW vice president of the UAW-GM Department, spoke."
     assert qualified_words(vice, "Who is the UAW's president?") == {"presid"}
     assert qualified_words(vice, "Who is the UAW's vice president?") == set()  # the question asks for it
