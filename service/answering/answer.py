@@ -131,9 +131,10 @@ def prepare(
 ) -> tuple[Question, list[CandidateSentence]]:
     """The question as the reader sees it and its candidate sentences with their features (``keep`` filters
     them first, e.g. to leave held-out articles out of training). ``context``: a follow-up's earlier questions;
-    a passage's coverage is then of the conversation's words as well as the question's (a short follow-up names
-    little of its topic), while word overlap stays the question's own. Shared by :func:`compose`, the reader's
-    training (``reading.train``) and the offline comparison (``eval.reader_study``)."""
+    a passage's coverage is then the higher of its coverage of the question and of the question with the
+    conversation's words (a short follow-up names little of its topic); word overlap stays the question's own.
+    Shared by :func:`compose`, the reader's training (``reading.train``) and the offline comparison
+    (``eval.reader_study``)."""
     words = content_words(question)
     sentences = candidate_sentences(index, candidates, settings.answer_passages, words, content_words(context))
     if keep is not None:

@@ -264,8 +264,7 @@ def _person(history: Sequence[HistoryTurn]) -> tuple[str, bool] | None:
     itself pointed back at someone ("Who is his finance minister?"); then a name NER left untyped; then anyone
     an answer named."""
     for turn in reversed(history):
-        doc = parse(turn.searched)
-        asked = [_titled(doc, m) for m in names(doc) if m.label == "PERSON"]
+        asked = [m.text for m in names(parse(turn.searched)) if m.label == "PERSON"]
         pointed = any(w.strip("?,.").lower() in PERSON_PRONOUNS for w in turn.question.split())
         if turn.searched.lower().startswith(("who ", "whom ")) and not pointed:
             answered = [p for p in _answer_people(turn) if not any(p in a or a in p for a in asked)]
@@ -280,15 +279,6 @@ def _person(history: Sequence[HistoryTurn]) -> tuple[str, bool] | None:
         if answered := _answer_people(turn):
             return answered[0], True
     return None
-
-
-def _titled(doc: Any, mention: Mention) -> str:
-    """A person's name with the title or role written before it ("NASA astronaut Frank Rubio", "SAG-AFTRA
-    president Fran Drescher"), as the question named them: a follow-up searched with it reads as the first did."""
-    start = mention.start
-    while start > 0 and doc[start - 1].tag_ in ("NN", "NNP", "NNPS", "HYPH") and doc[start - 1].lower_ not in AUX:
-        start -= 1
-    return doc[start : mention.end].text if start < mention.start else mention.text
 
 
 def _thing(history: Sequence[HistoryTurn], word: str) -> str | None:

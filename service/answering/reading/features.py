@@ -49,6 +49,7 @@ def content_words(text: str) -> set[str]:
 
 # "vice president" is not the president, "second-most" not the most, "former CEO" not the CEO
 _QUALIFIER = re.compile(r"\b(vice|deputy|former|ex|assistant|acting|interim|second|third)[- ]([a-z]+)", re.I)
+_WORD_RE = re.compile(r"[A-Za-z]+")
 
 
 def qualified_words(sentence: str, question: str) -> set[str]:
@@ -60,9 +61,6 @@ def qualified_words(sentence: str, question: str) -> set[str]:
         return set()
     bare = _QUALIFIER.sub(" ", sentence)
     return content_words(" ".join(behind)) - content_words(bare)
-
-
-_WORD_RE = re.compile(r"[A-Za-z]+")
 
 
 def cheap_features(
