@@ -11,9 +11,10 @@ shared; each follow-up resolved against that approach's own earlier answers) and
 * ``spacy``: the spaCy rewrite only (no context in retrieval; cited articles always preferred);
 * ``spacy-if-unsure``: the same, cited articles preferred only where the rewrite is unsure;
 * ``spacy+history-always``: both, the earlier questions and cited articles in every follow-up's search;
-* ``spacy+history, question-only coverage``: both, only where the rewrite is unsure, with a passage's coverage
-  counted on the follow-up's own words (the default before the conversation joined coverage);
-* ``spacy+history``: the same, and every follow-up's coverage counts the recent questions (the default resolver);
+* ``spacy+history, question only``: both, only where the rewrite is unsure, with the reader on the follow-up
+  alone (the default before the conversation joined reading);
+* ``spacy+history``: the same, and every follow-up's reading counts the recent questions in passage coverage and
+  favours the articles they cited (the default resolver);
 * ``spacy+history+llm`` (only when named in ``--only``): the default plus the local LLM rewriter (followup_llm).
 
 ``history``, ``spacy`` and ``spacy+history`` share the new resolver's topic-switch test. A switch passes when
@@ -30,7 +31,7 @@ import sys
 import time
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval import metrics
@@ -51,6 +52,7 @@ class Plan:
     context: str
     prefer: list[str]
     conversation: str = ""  # counted in passage coverage (the default resolver: every follow-up)
+    cited: list[str] = field(default_factory=list)  # articles whose sentences the reader favours
 
 
 Approach = Callable[[str, list[followup.HistoryTurn]], Plan]
@@ -83,7 +85,8 @@ def _new(rewrite: bool, context: bool, only_unsure: bool = False, coverage: bool
         standalone = r.standalone if rewrite else question
         searched = " ".join(t.searched for t in history[-followup.CONTEXT_TURNS :])
         if only_unsure:  # the resolver's own choice (the default)
-            return Plan(standalone, r.context if context else "", r.prefer_articles, r.conversation if coverage else "")
+            reading = (r.conversation, r.cited) if coverage else ("", [])
+            return Plan(standalone, r.context if context else "", r.prefer_articles, *reading)
         return Plan(standalone, (searched if rewrite else recent) if context else "", followup.prefer_articles(history))
 
     return resolve
@@ -97,7 +100,7 @@ def _llm() -> Approach:
 
     def resolve(question: str, history: list[followup.HistoryTurn]) -> Plan:
         r = resolver.resolve(question, history)
-        return Plan(r.standalone, r.context, r.prefer_articles, r.conversation)
+        return Plan(r.standalone, r.context, r.prefer_articles, r.conversation, r.cited)
 
     return resolve
 
@@ -117,7 +120,7 @@ def run(engine: Engine, items: list[QuestionItem], approaches: dict[str, Approac
                 resolve_ms = (time.perf_counter() - started) * 1000
                 request = AskRequest(question=turn.question, k=K, as_of=item.date)
                 answer = engine.ask(
-                    request, plan.standalone, plan.prefer or None, plan.context or None, plan.conversation
+                    request, plan.standalone, plan.prefer or None, plan.context or None, plan.conversation, plan.cited
                 )
                 history.append(followup.HistoryTurn.from_answer(turn.question, answer))
                 row = {
@@ -188,7 +191,7 @@ def main() -> None:
         "spacy": _new(rewrite=True, context=False),
         "spacy-if-unsure": _new(rewrite=True, context=False, only_unsure=True),
         "spacy+history-always": _new(rewrite=True, context=True),
-        "spacy+history, question-only coverage": _new(rewrite=True, context=True, only_unsure=True, coverage=False),
+        "spacy+history, question only": _new(rewrite=True, context=True, only_unsure=True, coverage=False),
         "spacy+history": _new(rewrite=True, context=True, only_unsure=True),
     }
     if args.only:

@@ -57,6 +57,12 @@ def test_references_become_readable_questions(history: HistoryTurn, question: st
     assert resolution.method == "resolved" and resolution.changed
 
 
+def test_every_follow_up_carries_the_recent_questions_and_cited_articles_for_the_reader() -> None:
+    resolution = resolve("How old is he?", RUBIO)
+    assert resolution.context == "" and resolution.prefer_articles == []  # sure: the search is the question's
+    assert resolution.conversation == RUBIO.question and resolution.cited == ["rubio"]
+
+
 def test_a_person_read_from_an_answer_is_named_as_assumed() -> None:
     assert resolve("How old is she?", BUTLER).assumed == "Laphonza Butler"
     assert resolve("How old is he?", RUBIO).assumed is None  # the user named him: nothing assumed
@@ -108,7 +114,7 @@ def test_a_topic_switch_inherits_nothing(history: HistoryTurn, question: str) ->
     resolution = resolve(question, history)
     assert resolution.method == "switch"
     assert (resolution.standalone, resolution.context, resolution.prefer_articles) == (question, "", [])
-    assert resolution.assumed is None and resolution.conversation == ""
+    assert resolution.assumed is None and resolution.conversation == "" and resolution.cited == []
 
 
 def test_they_can_be_a_plural_subject_without_a_determiner_but_not_an_object() -> None:

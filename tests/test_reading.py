@@ -217,3 +217,16 @@ def test_a_word_behind_a_qualifier_the_question_lacks_is_not_the_questions_word(
     assert qualified_words("Phoebe Bridgers has the second-most nominations.", "Who has the most nominations?")
     # said bare elsewhere in the sentence: still the question's word
     assert qualified_words("The former president met the president.", "Who is the president?") == set()
+
+
+def test_the_feature_reader_favours_a_sentence_of_an_article_the_conversation_cited() -> None:
+    vector = np.ones(4) / 2.0
+    question = Question("Why did it happen?", vector, question_kind("Why did it happen?"))
+
+    def candidate(article: str, cited: float) -> CandidateSentence:
+        features = {"dense": 0.5, "lexical": 0.3, "coverage": 0.5, "rank": 0.5, "cited": cited}
+        return CandidateSentence(article, 0, 0, 10, "It happened.", 1, 3, vector, 0.5, features=features)
+
+    other, same = candidate("other", 0.0), candidate("same", 1.0)
+    ranked = FeatureReader().read(question, [other, same])
+    assert [c.article_id for c in ranked] == ["same", "other"] and ranked[0].score > ranked[1].score

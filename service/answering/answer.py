@@ -128,13 +128,14 @@ def prepare(
     period: tuple[date, date] | None = None,
     keep: Callable[[CandidateSentence], bool] | None = None,
     context: str = "",
+    cited: frozenset[str] = frozenset(),
 ) -> tuple[Question, list[CandidateSentence]]:
     """The question as the reader sees it and its candidate sentences with their features (``keep`` filters
     them first, e.g. to leave held-out articles out of training). ``context``: a follow-up's earlier questions;
     a passage's coverage is then the higher of its coverage of the question and of the question with the
     conversation's words (a short follow-up names little of its topic); word overlap stays the question's own.
-    Shared by :func:`compose`, the reader's training (``reading.train``) and the offline comparison
-    (``eval.reader_study``)."""
+    ``cited``: the articles a follow-up's recent turns cited (the ``cited`` feature). Shared by :func:`compose`,
+    the reader's training (``reading.train``) and the offline comparison (``eval.reader_study``)."""
     words = content_words(question)
     sentences = candidate_sentences(index, candidates, settings.answer_passages, words, content_words(context))
     if keep is not None:
@@ -145,6 +146,7 @@ def prepare(
     sentences = _embed_missing(index, sentences, words, settings.answer_dense_sentences, cache)
     for sentence in sentences:
         sentence.features = cheap_features(asked, words, sentence, index.bm25.idf)
+        sentence.features["cited"] = 1.0 if sentence.article_id in cited else 0.0
     focus_features(words, sentences)
     return asked, sentences
 
@@ -159,8 +161,11 @@ def compose(
     reader: Reader,
     period: tuple[date, date] | None = None,
     context: str = "",
+    cited: frozenset[str] = frozenset(),
 ) -> Composed:
-    asked, sentences = prepare(index, question, query_vector, candidates, settings, cache, period, context=context)
+    asked, sentences = prepare(
+        index, question, query_vector, candidates, settings, cache, period, context=context, cited=cited
+    )
     if not sentences:
         return Composed([], [], related_articles(index, candidates), True, 0.0)
     ranked = reader.read(asked, sentences)

@@ -120,13 +120,14 @@ class ChatService:
 
     def _ask(self, request: AskRequest, resolution: Resolution) -> Answer:
         """Answer the resolved question; the earlier turns' questions join the search where the rewrite is unsure,
-        and the reader's coverage of every follow-up."""
+        and the reader's coverage of every follow-up, whose reader also favours the articles they cited."""
         answer = self.engine.ask(
             request,
             standalone=resolution.standalone,
             prefer_articles=resolution.prefer_articles or None,
             context=resolution.context or None,
             conversation=resolution.conversation,
+            cited=resolution.cited,
         )
         return answer.model_copy(update={"assumed": resolution.assumed}) if resolution.assumed else answer
 

@@ -154,11 +154,13 @@ class Engine:
         prefer_articles: list[str] | None = None,
         context: str | None = None,
         conversation: str = "",
+        cited: list[str] | None = None,
     ) -> Answer:
         """``standalone``: the resolved question (searched and read); ``context``: earlier questions of the
         conversation, added to the search and, at ``followup_read_context_weight``, to the question vector of the
         reader's cosine (its word overlap stays the question's own); ``prefer_articles``: articles cited earlier,
-        favoured; ``conversation``: a follow-up's earlier questions, counted in a passage's coverage."""
+        favoured; ``conversation``: a follow-up's earlier questions, counted in a passage's coverage; ``cited``: the
+        articles its recent turns cited, whose sentences the reader favours a little."""
         started = time.perf_counter()
         index = self._index  # one version for the whole request
         as_of = request.as_of or date.today()
@@ -178,6 +180,7 @@ class Engine:
             self.reader,
             period,
             conversation or context or "",
+            frozenset(cited or ()),
         )
         text = validate_markers(composed.text, len(composed.sources))
         sentences = composed.sentences

@@ -15,7 +15,8 @@ union's president?"). :class:`FollowupResolver` gives back a :class:`Resolution`
   nothing), the recent turns' questions, added to the retrieval query only (history-aware retrieval).
 * ``prefer_articles``: then too, the articles cited in the recent turns, favoured in ranking.
 * ``conversation``: for every follow-up, the recent turns' questions; the reader counts them in a passage's
-  coverage of the question (a follow-up names little of its topic).
+  coverage of the question (a follow-up names little of its topic). ``cited``: the articles those turns cited,
+  whose sentences the reader favours a little (a conversation tends to stay with its story).
 
 A topic switch (a question that names something the conversation never mentioned and leans on nothing)
 inherits nothing: no rewrite, no context, no preferred articles.
@@ -97,6 +98,7 @@ class Resolution:
     context: str = ""  # for retrieval, where the rewrite may not stand on its own
     assumed: str | None = None  # the earlier subject an uncertain resolution assumed
     conversation: str = ""  # the recent turns' questions, for every follow-up: a passage's coverage counts them
+    cited: list[str] = field(default_factory=list)  # articles the recent turns cited, for every follow-up
 
     @property
     def changed(self) -> bool:
@@ -467,7 +469,14 @@ def resolve_followup(question: str, history: Sequence[HistoryTurn]) -> Resolutio
     method: Literal["context", "resolved"] = "resolved" if standalone != question else "context"
     preferred = prefer_articles(history) if unsure else []
     return Resolution(
-        standalone, preferred, method, tuple(reasons), recent if unsure else "", assumed, conversation=recent
+        standalone,
+        preferred,
+        method,
+        tuple(reasons),
+        recent if unsure else "",
+        assumed,
+        conversation=recent,
+        cited=prefer_articles(history),
     )
 
 
@@ -505,5 +514,6 @@ class FollowupResolver:
                 resolution.context,
                 resolution.assumed,
                 resolution.conversation,
+                resolution.cited,
             )
         return resolution

@@ -38,6 +38,7 @@ CHEAP = (
     "caption",
     "focus",
     "quote_match",
+    "cited",
 )
 ENTITY = ("kind_match", "kind_missing", "stale_year")
 FEATURES = CHEAP + ENTITY

@@ -2,7 +2,8 @@
 
 By default its weights are the hand-set ones below: the earlier answer scoring (cosine plus word overlap plus
 passage rank) plus passage coverage, a penalty for questions and captions, and entity evidence (a sentence
-holding the asked-for kind of entity). ``make reader`` (``reading.train``) fits the same features on
+holding the asked-for kind of entity), and for a follow-up a little for sentences of the articles the recent turns
+cited. ``make reader`` (``reading.train``) fits the same features on
 questions the corpus itself holds, into ``<data>/reader/reader.json`` (a cache, never committed), used with
 ``BYLINE_READER=features-trained``; on our dev sets those weights read worse (README "Reading"), so they
 are not the default. Every answer names the reader that chose it.
@@ -44,6 +45,7 @@ _HAND_SET = {
     "kind_match": 0.6,
     "kind_missing": -1.5,
     "stale_year": -2.5,
+    "cited": 0.5,
 }
 UNTRAINED = ReaderWeights(
     features=list(FEATURES),
