@@ -145,8 +145,7 @@ def prepare(
         return asked, []
     sentences = _embed_missing(index, sentences, words, settings.answer_dense_sentences, cache)
     for sentence in sentences:
-        sentence.features = cheap_features(asked, words, sentence, index.bm25.idf)
-        sentence.features["cited"] = 1.0 if sentence.article_id in cited else 0.0
+        sentence.features = cheap_features(asked, words, sentence, index.bm25.idf, cited)
     focus_features(words, sentences)
     return asked, sentences
 

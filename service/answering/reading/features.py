@@ -65,8 +65,13 @@ def qualified_words(sentence: str, question: str) -> set[str]:
 
 
 def cheap_features(
-    question: Question, question_words: set[str], candidate: CandidateSentence, idf: Callable[[str], float]
+    question: Question,
+    question_words: set[str],
+    candidate: CandidateSentence,
+    idf: Callable[[str], float],
+    cited: frozenset[str] = frozenset(),
 ) -> dict[str, float]:
+    """``cited``: the articles a follow-up's recent turns cited (``cited`` is 1 for their sentences)."""
     words = content_words(candidate.text) - qualified_words(candidate.text, question.text)
     weights = {w: idf(w) for w in question_words}
     total = sum(weights.values())
@@ -84,6 +89,7 @@ def cheap_features(
         "lead": 1.0 if candidate.position == 0 else 0.0,
         "caption": 1.0 if candidate.caption else 0.0,
         "quote_match": 1.0 if _asks_for_words(question.text) and any(q in candidate.text for q in _QUOTES) else 0.0,
+        "cited": 1.0 if candidate.article_id in cited else 0.0,
     }
 
 
