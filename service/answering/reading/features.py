@@ -64,6 +64,14 @@ def qualified_words(sentence: str, question: str) -> set[str]:
     return content_words(" ".join(behind)) - content_words(bare)
 
 
+def asks(sentence: str) -> bool:
+    """Whether a sentence is a question. One cut inside an open quotation is not: the splitter ends 'Noah
+    shared the news on his podcast “What Now?' at the title's question mark."""
+    if not sentence.rstrip("\"'”’)] ").endswith("?"):
+        return False
+    return sentence.count("“") <= sentence.count("”")
+
+
 def cheap_features(
     question: Question,
     question_words: set[str],
@@ -85,7 +93,7 @@ def cheap_features(
         "rank": 1.0 / candidate.passage_rank,
         "novelty": len(words - question_words) / len(words) if words else 0.0,
         "length": math.log1p(n_words) / 4.0,
-        "question_mark": 1.0 if candidate.text.rstrip("\"'”’)] ").endswith("?") else 0.0,
+        "question_mark": 1.0 if asks(candidate.text) else 0.0,
         "lead": 1.0 if candidate.position == 0 else 0.0,
         "caption": 1.0 if candidate.caption else 0.0,
         "quote_match": 1.0 if _asks_for_words(question.text) and any(q in candidate.text for q in _QUOTES) else 0.0,

@@ -35,7 +35,7 @@ _NUMBER_WORDS = frozenset(
     "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
     "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand dozen".split()
 )
-_AGE = re.compile(r"\b\d{1,3}[- ]years?[- ]old\b|\bage[sd]? \d{1,3}\b", re.I)
+_AGE = re.compile(r"\b\d{1,3}[- ]years?[- ]old\b|\bage[sd]? (?:of )?\d{1,3}\b", re.I)
 # A dateline ("WASHINGTON -", "LONDON (AP) —") names where the story was filed, not what it reports.
 _DATELINE = re.compile(r"^[A-Z][A-Z.,' ]*[A-Z.](?: \([^)]{1,40}\))?\s*[-\u2013\u2014]")
 
@@ -43,14 +43,15 @@ _DATELINE = re.compile(r"^[A-Z][A-Z.,' ]*[A-Z.](?: \([^)]{1,40}\))?\s*[-\u2013\u
 def matches_kind(kind: str, label: str, text: str) -> bool:
     """Whether an entity (spaCy label, text) can answer a question of ``kind``. A number is a count, amount or
     share, or a duration with its number ("371 days", "six weeks", "44-day"); a month name or a bare year is
-    not a number. An age is a bare number up to 120 ("Kiptum, 23,") or says so ("the 47-year-old")."""
+    not a number. An age is a bare number up to 120 ("Kiptum, 23,", whether labelled CARDINAL or DATE) or says so ("the
+    47-year-old")."""
     if label not in LABELS.get(kind, ()):
         return False
     if kind == "number" and label in ("DATE", "TIME"):
         words = set(re.split(r"[\s-]+", text.lower()))
         return any(w.isdigit() or w in _NUMBER_WORDS for w in words) and bool(_UNITS & words)
-    if kind == "age":
-        return bool(_AGE.search(text)) if label == "DATE" else text.isdigit() and 0 < int(text) <= 120
+    if kind == "age":  # spaCy's small model often labels the bare age of "Fosse, 64," a DATE
+        return (label == "DATE" and bool(_AGE.search(text))) or (text.isdigit() and 0 < int(text) <= 120)
     return True
 
 
@@ -69,7 +70,22 @@ def answer_entities(kind: str, question: str, sentence: str, found: Sequence[Ent
         and matches_kind(kind, e[2], sentence[e[0] : e[1]])
         and (durations or e[2] not in ("DATE", "TIME"))
         and sentence[e[0] : e[1]].casefold() not in asked
+        and (kind != "age" or _age_of_asked(e, sentence, asked, found))
     ]
+
+
+_NAMES = ("PERSON", "ORG", "GPE")  # the small model often labels a surname ORG or GPE ("Butler, 44,")
+
+
+def _age_of_asked(age: Entity, sentence: str, asked: str, found: Sequence[Entity]) -> bool:
+    """Whether an age can be the asked person's: an age belongs to the nearest name before it, so "Newsom will
+    appoint Butler to the seat left by Dianne Feinstein, who died at age 90" does not say how old Butler is.
+    With no name before it ("The 47-year-old astronaut"), it may be anyone's."""
+    before = [e for e in found if e[1] <= age[0] and e[2] in _NAMES]
+    if not before:
+        return True
+    words = set(_WORD.findall(sentence[before[-1][0] : before[-1][1]].casefold()))
+    return bool(words & set(_WORD.findall(asked)))
 
 
 _NUMBER_HOW = frozenset("many much old long far tall big large high fast often".split())
