@@ -264,3 +264,20 @@ def test_an_age_belongs_to_the_nearest_name_before_it() -> None:
     assert [own[s:e] for s, e, _ in answer_entities("age", asked, own, found)] == ["44"]
     unnamed = "The 47-year-old astronaut now holds the record."
     assert answer_entities("age", "How old is Frank Rubio?", unnamed, ents(unnamed, ("47-year-old", "DATE")))
+
+
+def test_a_sentence_about_a_recent_earlier_edition_is_stale_for_a_question_naming_its_year() -> None:
+    if not ner.available():
+        pytest.skip("en_core_web_sm is not installed")
+
+    def stale(question: str, text: str) -> float:
+        sentence = CandidateSentence("a", 0, 0, len(text), text, 1, 3, np.ones(2), 0.5)
+        entity_features(Question(question, np.ones(2), question_kind(question)), [sentence])
+        return sentence.features["stale_year"]
+
+    earlier = "She joins earlier laureates, including the French author Annie Ernaux in 2022."
+    assert stale("Who won the 2023 Nobel Prize in Literature?", earlier) == 1.0
+    assert stale("Who won the Nobel Prize in Literature before 2023?", earlier) == 0.0  # it looks back
+    assert stale("Who won the 2023 Nobel Prize in Literature?", "The prize was awarded in 2023.") == 0.0
+    history = "The opening game will mark the centenary of the first World Cup, held in Uruguay in 1930."
+    assert stale("Where will the 2030 World Cup open?", history) == 0.0  # a distant past, recalled

@@ -118,18 +118,37 @@ _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 
 def entity_features(question: Question, candidates: list[CandidateSentence]) -> None:
     """Adds ``kind_match`` / ``kind_missing`` (both 0 for a non-factual question) and ``stale_year`` (the question
-    names a recent period, the sentence's dates are all in earlier years) to each candidate."""
+    names a recent period and the sentence's dates are all in earlier years, or a factual question names a year
+    and the sentence's dates are all in the few years before it) to each candidate."""
     for c in candidates:
         c.features.update(kind_match=0.0, kind_missing=0.0, stale_year=0.0)
     factual = question.kind in FACTUAL
     if not (factual or question.period) or not candidates or not ner.available():
         return
+    named = _named_year(question.text) if factual else None  # NER runs for a factual question anyway
     for candidate, found in zip(candidates, ner.entities([c.text for c in candidates]), strict=True):
         if factual:
             new = answer_entities(question.kind, question.text, candidate.text, found)
             candidate.features.update(kind_match=1.0 if new else 0.0, kind_missing=0.0 if new else 1.0)
-        if question.period:
-            years = [int(y) for e in found if e[2] == "DATE" for y in _YEAR.findall(candidate.text[e[0] : e[1]])]
-            # a question about "this week" is rarely answered by a sentence dated only in earlier years
-            if years and max(years) < question.period[0].year:
-                candidate.features["stale_year"] = 1.0
+        years = [int(y) for e in found if e[2] == "DATE" for y in _YEAR.findall(candidate.text[e[0] : e[1]])]
+        if not years:
+            continue
+        # a question about "this week" is rarely answered by a sentence dated only in earlier years, nor one about
+        # "the 2023 Nobel Prize" by a sentence about a recent earlier edition ("Annie Ernaux in 2022"); a
+        # sentence that recalls a distant past ("the 1930 World Cup" for 2030) may still answer it
+        before_period = bool(question.period) and max(years) < question.period[0].year
+        earlier_edition = bool(named) and named - RECENT_EDITIONS <= max(years) < named
+        candidate.features["stale_year"] = 1.0 if before_period or earlier_edition else 0.0
+
+
+RECENT_EDITIONS = 5  # years
+_LOOKS_BACK = frozenset("before after since until previous prior earlier last ago".split())
+
+
+def _named_year(question: str) -> int | None:
+    """The one year a question names ("Who won the 2023 Nobel Prize?"), unless it looks back from it ("the record
+    before 2023") or names several."""
+    years = set(_YEAR.findall(question))
+    if len(years) != 1 or _LOOKS_BACK & {w.lower() for w in _WORD_RE.findall(question)}:
+        return None
+    return int(years.pop())
