@@ -650,8 +650,10 @@ def pool_spans(
     inside = (starts[None, :] < wanted[:, 1:2]) & (ends[None, :] > wanted[:, 0:1]) & ~special[None, :]
     inside &= (wanted[:, 1] > wanted[:, 0])[:, None]  # an empty span holds no token
     has_token = inside.any(axis=1)
-    weights = (inside | pooled_special[None, :]).astype(np.float32)
-    summed = weights @ tokens.astype(np.float32, copy=False)
+    # in float64: OpenBLAS's float32 product differs in the last bit with its thread count on some CPUs (a Ray
+    # actor runs it on 1 thread, a local ingest on 2), which the stored float16 rows then round apart
+    weights = (inside | pooled_special[None, :]).astype(np.float64)
+    summed = weights @ tokens.astype(np.float64)
     means = summed / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
     result = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
     result[~has_token] = fallback
